@@ -1,0 +1,1 @@
+"""Polar's OAuth2 / OpenID Connect server, on Authlib."""

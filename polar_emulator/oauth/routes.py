@@ -1,0 +1,5 @@
+"""OAuth2 routes (to be filled in)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Polar's resource API under ``/v1``, one module per resource."""
+
+from polar_emulator.resources import organizations
+
+ROUTERS = [organizations.router]
