@@ -1,0 +1,1 @@
+"""A workspace's connection to Polar: tokens, organization, webhook endpoint, product mappings."""

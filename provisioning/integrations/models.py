@@ -1,0 +1,85 @@
+"""``polar_integration`` and ``polar_product_mapping``, with the seed document's names."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from provisioning.db import Base, UTCDateTime, utcnow
+from provisioning.ids import new_id
+
+
+class IntegrationStatus(enum.StrEnum):
+    NOT_CONNECTED = "not_connected"
+    CONNECTING = "connecting"
+    AWAITING_ORGANIZATION = "awaiting_organization"
+    PROVISIONING = "provisioning"
+    READY = "ready"
+    FAILED = "failed"
+    NEEDS_RECONNECT = "needs_reconnect"
+
+
+class PolarIntegration(Base):
+    """One per workspace. Token columns hold MultiFernet ciphertext, never plaintext."""
+
+    __tablename__ = "polar_integration"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("workspace.id", ondelete="CASCADE"), unique=True, index=True
+    )
+    environment: Mapped[str] = mapped_column(String(16), default="sandbox")
+    status: Mapped[str] = mapped_column(String(32), default=IntegrationStatus.NOT_CONNECTED.value)
+    connected_by_user_id: Mapped[str | None] = mapped_column(String(36))
+
+    # Encrypted OAuth tokens
+    access_token: Mapped[str | None] = mapped_column(Text)
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    scopes: Mapped[str | None] = mapped_column(Text)
+    # Organizations the grant was narrowed to at consent; empty means all of the user's.
+    granted_organization_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Organizations the token reached when last checked (id, name, slug), for the chooser.
+    reachable_organizations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    polar_user_id: Mapped[str | None] = mapped_column(String(64))
+
+    # Polar organization info
+    polar_org_id: Mapped[str | None] = mapped_column(String(64))
+    polar_org_slug: Mapped[str | None] = mapped_column(String(255))
+    polar_org_name: Mapped[str | None] = mapped_column(String(255))
+
+    # Provisioning state
+    provisioned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    catalog_revision: Mapped[str | None] = mapped_column(String(64))
+    webhook_endpoint_id: Mapped[str | None] = mapped_column(String(64))
+    webhook_secret: Mapped[str | None] = mapped_column(Text)  # encrypted
+    # The unguessable path segment of this integration's webhook URL.
+    webhook_path_token: Mapped[str] = mapped_column(String(64), unique=True, default=lambda: new_id().replace("-", ""))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    product_mappings: Mapped[list[PolarProductMapping]] = relationship(
+        back_populates="integration", cascade="all, delete-orphan", order_by="PolarProductMapping.plan_id"
+    )
+
+
+class PolarProductMapping(Base):
+    __tablename__ = "polar_product_mapping"
+    __table_args__ = (UniqueConstraint("integration_id", "plan_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    integration_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("polar_integration.id", ondelete="CASCADE"), index=True
+    )
+    plan_id: Mapped[str] = mapped_column(String(64))
+    polar_product_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    integration: Mapped[PolarIntegration] = relationship(back_populates="product_mappings")

@@ -1,0 +1,16 @@
+"""Every table of the domain, imported in one place for Alembic and tests."""
+
+from provisioning.connect.models import PolarConnectAttempt
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration, PolarProductMapping
+from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
+
+__all__ = [
+    "IntegrationStatus",
+    "PolarConnectAttempt",
+    "PolarIntegration",
+    "PolarProductMapping",
+    "ProvisioningRun",
+    "ProvisioningStep",
+    "RunStatus",
+    "StepStatus",
+]

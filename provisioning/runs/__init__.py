@@ -1,0 +1,1 @@
+"""Provisioning runs and their step ledger."""

@@ -1,0 +1,73 @@
+"""``provisioning_run`` and ``provisioning_step``: what a run did, step by step."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from provisioning.db import Base, UTCDateTime, utcnow
+from provisioning.ids import new_id
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class StepStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class ProvisioningRun(Base):
+    __tablename__ = "provisioning_run"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    integration_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("polar_integration.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED.value, index=True)
+    trigger: Mapped[str] = mapped_column(String(32), default="connect")  # connect | admin | cli | reconcile
+    requested_by_user_id: Mapped[str | None] = mapped_column(String(36))
+    catalog_revision: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Outbox: set once the job is on the queue; a sweeper enqueues runs still unset.
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+    # Counts of Polar API calls made by the run: {"read": n, "write": m}.
+    api_calls: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    steps: Mapped[list[ProvisioningStep]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="ProvisioningStep.position"
+    )
+
+
+class ProvisioningStep(Base):
+    __tablename__ = "provisioning_step"
+    __table_args__ = (UniqueConstraint("run_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    run_id: Mapped[str] = mapped_column(String(36), ForeignKey("provisioning_run.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=StepStatus.PENDING.value)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    # Polar ids the step created, changed or found: [{"kind": "product", "id": ..., "action": "created"}]
+    polar_ids: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    run: Mapped[ProvisioningRun] = relationship(back_populates="steps")
