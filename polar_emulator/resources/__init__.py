@@ -1,5 +1,5 @@
 """Polar's resource API under ``/v1``, one module per resource."""
 
-from polar_emulator.resources import organizations
+from polar_emulator.resources import organizations, webhook_deliveries
 
-ROUTERS = [organizations.router]
+ROUTERS = [organizations.router, webhook_deliveries.router]
