@@ -145,6 +145,12 @@ class OpenIDCode(_OpenIDCode):
     def get_encode_header(self, client: OAuth2Client) -> dict[str, str]:
         return {"alg": ID_TOKEN_ALG, "kid": signing_key().kid or ""}
 
+    def get_authorization_code_claims(self, authorization_code: AuthorizationCode) -> dict[str, Any]:
+        claims: dict[str, Any] = {"auth_time": authorization_code.get_auth_time()}
+        if nonce := authorization_code.get_nonce():
+            claims["nonce"] = nonce
+        return claims
+
     def get_client_claims(self, client: OAuth2Client) -> dict[str, Any]:
         now = int(self.server.store.clock.time())
         return {"iss": ISSUER, "iat": now, "exp": now + ID_TOKEN_LIFETIME}
