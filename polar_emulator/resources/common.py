@@ -1,0 +1,250 @@
+"""Pieces shared by the resource modules: request-body types, metadata, sorting and lookups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.requests import Request
+
+from polar_emulator.clock import isoformat
+from polar_emulator.errors import ApiError, validation_item
+from polar_emulator.store import Store
+
+# -- request-body types ------------------------------------------------------------------
+
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+MetadataValue = Annotated[str, StringConstraints(min_length=1, max_length=500)] | int | float | bool
+# Polar's MetadataInputMixin: at most 50 keys, keys 1-40 chars, string values 1-500 chars.
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=50)]
+
+TaxBehavior = Literal["location", "inclusive", "exclusive"]
+Interval = Literal["day", "week", "month", "year"]
+
+CURRENCIES = frozenset(
+    [
+        "aed",
+        "all",
+        "amd",
+        "aoa",
+        "ars",
+        "aud",
+        "awg",
+        "azn",
+        "bam",
+        "bbd",
+        "bdt",
+        "bif",
+        "bmd",
+        "bnd",
+        "bob",
+        "brl",
+        "bsd",
+        "bwp",
+        "bzd",
+        "cad",
+        "cdf",
+        "chf",
+        "clp",
+        "cny",
+        "cop",
+        "crc",
+        "cve",
+        "czk",
+        "djf",
+        "dkk",
+        "dop",
+        "dzd",
+        "egp",
+        "etb",
+        "eur",
+        "fjd",
+        "fkp",
+        "gbp",
+        "gel",
+        "gip",
+        "gmd",
+        "gnf",
+        "gtq",
+        "gyd",
+        "hkd",
+        "hnl",
+        "htg",
+        "huf",
+        "idr",
+        "ils",
+        "inr",
+        "isk",
+        "jmd",
+        "jpy",
+        "kes",
+        "kgs",
+        "khr",
+        "kmf",
+        "krw",
+        "kyd",
+        "kzt",
+        "lak",
+        "lkr",
+        "lrd",
+        "lsl",
+        "mad",
+        "mdl",
+        "mga",
+        "mkd",
+        "mnt",
+        "mop",
+        "mur",
+        "mvr",
+        "mwk",
+        "mxn",
+        "myr",
+        "mzn",
+        "nad",
+        "ngn",
+        "nio",
+        "nok",
+        "npr",
+        "nzd",
+        "pab",
+        "pen",
+        "pgk",
+        "php",
+        "pkr",
+        "pln",
+        "pyg",
+        "qar",
+        "ron",
+        "rsd",
+        "rwf",
+        "sar",
+        "sbd",
+        "scr",
+        "sek",
+        "sgd",
+        "shp",
+        "sos",
+        "srd",
+        "szl",
+        "thb",
+        "tjs",
+        "top",
+        "try",
+        "ttd",
+        "twd",
+        "tzs",
+        "uah",
+        "ugx",
+        "usd",
+        "uyu",
+        "uzs",
+        "vnd",
+        "vuv",
+        "wst",
+        "xaf",
+        "xcd",
+        "xcg",
+        "xof",
+        "xpf",
+        "yer",
+        "zar",
+        "zmw",
+    ]
+)
+Currency = Literal[tuple(sorted(CURRENCIES))]  # type: ignore[valid-type]
+
+
+class Body(BaseModel):
+    """Base of request bodies: unknown fields are ignored, as Polar's schemas do."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- time and store ------------------------------------------------------------------------
+
+
+def now(store: Store) -> str:
+    return isoformat(store.clock.now())
+
+
+def collection(store: Store, name: str) -> dict[str, dict[str, Any]]:
+    return store.collections[name]
+
+
+# -- list helpers --------------------------------------------------------------------------
+
+
+def metadata_query(request: Request) -> dict[str, list[str]]:
+    """``metadata[key]=value`` query parameters (deepObject): key -> accepted values."""
+    wanted: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        if key.startswith("metadata[") and key.endswith("]") and len(key) > len("metadata[]"):
+            wanted.setdefault(key[len("metadata[") : -1], []).append(value)
+    return wanted
+
+
+def _as_text(value: Any) -> str:
+    # Postgres ``jsonb ->> key`` renders booleans as true/false.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def metadata_matches(metadata: dict[str, Any], wanted: dict[str, list[str]]) -> bool:
+    """Different keys AND, values of one key OR; compared as text."""
+    for key, values in wanted.items():
+        if key not in metadata or _as_text(metadata[key]) not in values:
+            return False
+    return True
+
+
+def sort_items(
+    request: Request,
+    items: list[dict[str, Any]],
+    allowed: Iterable[str],
+    keys: dict[str, Callable[[dict[str, Any]], Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Apply the repeatable ``sorting`` parameter (default ``-created_at``); unknown values are a 422.
+
+    ``keys`` computes sort values for properties that are not plain fields of the items.
+    """
+    keys = keys or {}
+    allowed = set(allowed)
+    criteria = request.query_params.getlist("sorting") or ["-created_at"]
+    for index, criterion in enumerate(criteria):
+        if criterion.lstrip("-") not in allowed:
+            raise ApiError(
+                422,
+                {
+                    "error": "RequestValidationError",
+                    "detail": [
+                        validation_item(
+                            ["query", "sorting", index],
+                            f"Input should be {', '.join(repr(a) for a in sorted(allowed))}",
+                            "enum",
+                            criterion,
+                        )
+                    ],
+                },
+            )
+    result = list(items)
+    # Stable sorts applied from the last criterion to the first.
+    for criterion in reversed(criteria):
+        field = criterion.lstrip("-")
+        get = keys.get(field) or (lambda item, f=field: item.get(f))
+        result.sort(key=lambda item, g=get: _sort_key(g(item)), reverse=criterion.startswith("-"))
+    return result
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (0, "")
+    if isinstance(value, str):
+        return (1, value.lower())
+    return (1, value)
+
+
+def text_contains(haystack: str | None, needle: str | None) -> bool:
+    """Polar's ``ilike '%query%'``."""
+    return needle is None or (haystack is not None and needle.lower() in haystack.lower())

@@ -1,0 +1,188 @@
+"""Meters: create, list, get and update (``/v1/meters``).
+
+Meters are kept API-shaped in ``store.collections["meters"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from pydantic import Field, StringConstraints
+from starlette.requests import Request
+
+from polar_emulator.auth import (
+    AuthSubject,
+    authenticate,
+    get_store,
+    list_organization_ids,
+    payload_organization,
+    reachable_or_404,
+)
+from polar_emulator.errors import validation_error, validation_item
+from polar_emulator.pagination import paginate
+from polar_emulator.resources.common import (
+    Body,
+    Metadata,
+    collection,
+    metadata_matches,
+    metadata_query,
+    now,
+    sort_items,
+    text_contains,
+)
+from polar_emulator.store import Store
+from polar_emulator.tokens import new_id
+
+router = APIRouter(prefix="/v1/meters", tags=["meters"])
+
+READ = ("meters:read", "meters:write")
+WRITE = ("meters:write",)
+SORTABLE = ("created_at", "name")
+
+
+class FilterClause(Body):
+    property: str
+    operator: Literal["eq", "ne", "gt", "gte", "lt", "lte", "like", "not_like"]
+    value: (
+        Annotated[str, StringConstraints(max_length=1000)]
+        | Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+        | bool
+    )
+
+
+class Filter(Body):
+    conjunction: Literal["and", "or"]
+    clauses: list[Union[FilterClause, Filter]]  # noqa: UP007
+
+
+class CountAggregation(Body):
+    func: Literal["count"] = "count"
+
+
+class PropertyAggregation(Body):
+    func: Literal["sum", "max", "min", "avg"]
+    property: str
+
+
+class UniqueAggregation(Body):
+    func: Literal["unique"] = "unique"
+    property: str
+
+
+Aggregation = Annotated[
+    CountAggregation | PropertyAggregation | UniqueAggregation, Field(discriminator="func")
+]
+MeterName = Annotated[str, StringConstraints(min_length=3)]
+
+
+class MeterCreate(Body):
+    metadata: Metadata = Field(default_factory=dict)
+    name: MeterName
+    unit: Literal["scalar", "token", "custom"] = "scalar"
+    custom_label: str | None = None
+    custom_multiplier: Annotated[int, Field(gt=0)] | None = None
+    filter: Filter
+    aggregation: Aggregation
+    organization_id: UUID | None = None
+
+
+class MeterUpdate(Body):
+    metadata: Metadata | None = None
+    name: MeterName | None = None
+    unit: Literal["scalar", "token", "custom"] | None = None
+    custom_label: str | None = None
+    custom_multiplier: Annotated[int, Field(gt=0)] | None = None
+    filter: Filter | None = None
+    aggregation: Aggregation | None = None
+    is_archived: bool | None = None
+
+
+def _check_unit(unit: str, custom_label: str | None) -> None:
+    if unit == "custom" and not custom_label:
+        raise validation_error(
+            validation_item(
+                ["body", "custom_label"], "custom_label is required when unit is custom.", "missing", None
+            )
+        )
+
+
+def get_meter(store: Store, meter_id: str | UUID) -> dict[str, Any] | None:
+    """The stored (API-shaped) meter, or None."""
+    return collection(store, "meters").get(str(meter_id))
+
+
+def meter_summary(meter: dict[str, Any]) -> dict[str, Any]:
+    """The ``ProductPriceMeter`` shape a metered price embeds."""
+    return {k: meter.get(k) for k in ("id", "name", "unit", "custom_label", "custom_multiplier")}
+
+
+def _get(request: Request, subject: AuthSubject, id: UUID) -> dict[str, Any]:
+    return reachable_or_404(request, subject, get_meter(get_store(request), id))
+
+
+@router.post("/", status_code=201)
+async def create_meter(request: Request, body: MeterCreate) -> dict:
+    subject = authenticate(request, WRITE)
+    organization_id = payload_organization(
+        request, subject, str(body.organization_id) if body.organization_id else None
+    )
+    subject.require(organization_id, "products:manage", "manage meters")
+    _check_unit(body.unit, body.custom_label)
+    store = get_store(request)
+    data = body.model_dump(mode="json", exclude={"organization_id"})
+    meter = {
+        "id": new_id(),
+        "created_at": now(store),
+        "modified_at": None,
+        "organization_id": organization_id,
+        "archived_at": None,
+        **data,
+    }
+    collection(store, "meters")[meter["id"]] = meter
+    return meter
+
+
+@router.get("/")
+async def list_meters(
+    request: Request,
+    query: str | None = Query(None),
+    is_archived: bool | None = Query(None),
+    organization_id: list[UUID] | None = Query(None),
+) -> dict:
+    subject = authenticate(request, READ)
+    orgs = list_organization_ids(request, subject)
+    wanted = metadata_query(request)
+    items = [
+        m
+        for m in collection(get_store(request), "meters").values()
+        if m["organization_id"] in orgs
+        and text_contains(m["name"], query)
+        and (is_archived is None or (m["archived_at"] is not None) == is_archived)
+        and metadata_matches(m["metadata"], wanted)
+    ]
+    return paginate(request, sort_items(request, items, SORTABLE))
+
+
+@router.get("/{id}")
+async def get_meter_route(request: Request, id: UUID) -> dict:
+    return _get(request, authenticate(request, READ), id)
+
+
+@router.patch("/{id}")
+async def update_meter(request: Request, id: UUID, body: MeterUpdate) -> dict:
+    subject = authenticate(request, WRITE)
+    meter = _get(request, subject, id)
+    subject.require(meter["organization_id"], "products:manage", "manage meters")
+    changes = body.model_dump(mode="json", exclude_unset=True, exclude_none=True, exclude={"is_archived"})
+    _check_unit(changes.get("unit", meter["unit"]), changes.get("custom_label", meter["custom_label"]))
+    store = get_store(request)
+    meter.update(changes)
+    if body.is_archived is not None:
+        meter["archived_at"] = (meter["archived_at"] or now(store)) if body.is_archived else None
+    meter["modified_at"] = now(store)
+    from polar_emulator.resources.products import refresh_products  # products imports this module
+
+    refresh_products(store, meter["organization_id"])
+    return meter
