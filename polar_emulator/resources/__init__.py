@@ -1,5 +1,5 @@
 """Polar's resource API under ``/v1``, one module per resource."""
 
-from polar_emulator.resources import organizations, webhook_deliveries
+from polar_emulator.resources import benefits, meters, organizations, products, webhook_endpoints
 
-ROUTERS = [organizations.router, webhook_deliveries.router]
+ROUTERS = [organizations.router, products.router, benefits.router, meters.router, webhook_endpoints.router]
