@@ -1,0 +1,78 @@
+"""The plan catalog as typed, validated values (see ``loader.load_catalog``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+BASE_SCOPES = ("openid", "email", "organizations:read", "organizations:write")
+PRODUCT_SCOPES = ("products:read", "products:write")
+BENEFIT_SCOPES = ("benefits:read", "benefits:write")
+METER_SCOPES = ("meters:read", "meters:write")
+WEBHOOK_SCOPES = ("webhooks:read", "webhooks:write")
+
+
+@dataclass(frozen=True)
+class Meter:
+    id: str
+    name: str
+    event_name: str
+    aggregation: str  # count | sum | max | min | avg | unique
+    property: str | None = None
+
+
+@dataclass(frozen=True)
+class Benefit:
+    id: str
+    type: str  # feature_flag | custom | meter_credit
+    description: str
+    note: str | None = None
+    meter: str | None = None
+    units: int | None = None
+    rollover: bool = False
+
+
+@dataclass(frozen=True)
+class Price:
+    type: str  # fixed | metered_unit
+    currency: str = "usd"
+    amount: int | None = None  # fixed, cents
+    meter: str | None = None  # metered_unit
+    unit_amount: Decimal | None = None  # metered_unit, cents (decimals allowed)
+    cap_amount: int | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    id: str
+    name: str
+    description: str | None
+    interval: str | None  # day | week | month | year, or None for a one-time product
+    prices: tuple[Price, ...]
+    benefits: tuple[str, ...] = ()
+    interval_count: int = 1
+
+
+@dataclass(frozen=True)
+class Catalog:
+    plans: tuple[Plan, ...]
+    benefits: tuple[Benefit, ...] = ()
+    meters: tuple[Meter, ...] = ()
+    revision: str = ""
+    source: str = field(default="", compare=False)
+
+    def plan(self, plan_id: str) -> Plan:
+        for plan in self.plans:
+            if plan.id == plan_id:
+                return plan
+        raise KeyError(plan_id)
+
+    def required_scopes(self) -> list[str]:
+        """The OAuth scopes provisioning this catalog needs, in a stable order."""
+        scopes = [*BASE_SCOPES, *PRODUCT_SCOPES]
+        if self.benefits:
+            scopes += BENEFIT_SCOPES
+        if self.meters:
+            scopes += METER_SCOPES
+        scopes += WEBHOOK_SCOPES
+        return scopes

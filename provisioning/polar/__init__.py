@@ -1,0 +1,1 @@
+"""Talking to Polar: OAuth token endpoints (Authlib) and resource calls (polar-sdk)."""

@@ -1,0 +1,30 @@
+"""Errors raised by the Polar layer. Messages are for people and never contain a token."""
+
+from __future__ import annotations
+
+
+class ProvisioningError(RuntimeError):
+    """Polar refused a call in a way retrying will not fix; the message says what to do."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None, needs_reconnect: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.needs_reconnect = needs_reconnect
+
+
+class TransientPolarError(ProvisioningError):
+    """Polar is unavailable or rate-limiting us beyond what waiting inline allows: retry the job later."""
+
+    retryable = True
+
+
+class PolarOAuthError(RuntimeError):
+    """The token endpoint answered with an OAuth error; ``error`` is its code (e.g. ``invalid_grant``)."""
+
+    def __init__(self, error: str, description: str | None = None, *, status: int | None = None) -> None:
+        super().__init__(f"Polar OAuth error {error}" + (f": {description}" if description else ""))
+        self.error = error
+        self.description = description
+        self.status = status
