@@ -1,6 +1,7 @@
 """Polar's resource API under ``/v1``, one module per resource."""
 
 from polar_emulator.resources import benefits, meters, organizations, products, webhook_deliveries, webhook_endpoints
+from polar_emulator.resources import checkouts, customer_sessions, customers, events, purchases, subscriptions
 
 ROUTERS = [
     organizations.router,
