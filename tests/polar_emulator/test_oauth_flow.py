@@ -283,3 +283,35 @@ def test_introspect_active_token(emulator: EmulatorServer, control: httpx.Client
         auth=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET),
     )
     assert by_refresh.json() == data
+
+
+def test_authlib_client_refresh_introspect_and_revoke(
+    emulator: EmulatorServer, control: httpx.Client
+) -> None:
+    """The platform's token-endpoint calls, all through Authlib with client_secret_post."""
+    verifier, challenge = pkce_pair()
+    code = get_code(control, code_challenge=challenge, code_challenge_method="S256")
+    base = emulator.url
+    with OAuth2Client(
+        client_id=DEMO_CLIENT_ID,
+        client_secret=DEMO_CLIENT_SECRET,
+        token_endpoint_auth_method="client_secret_post",
+        revocation_endpoint_auth_method="client_secret_post",
+        redirect_uri=DEMO_REDIRECT_URI,
+    ) as client:
+        first = client.fetch_token(
+            f"{base}/v1/oauth2/token", grant_type="authorization_code", code=code, code_verifier=verifier
+        )
+        second = client.refresh_token(f"{base}/v1/oauth2/token", refresh_token=first["refresh_token"])
+        assert second["expires_in"] == 3600
+        assert second["refresh_token"] != first["refresh_token"]
+
+        active = client.introspect_token(f"{base}/v1/oauth2/introspect", token=second["access_token"])
+        assert active.status_code == 200 and active.json()["active"] is True
+        stale = client.introspect_token(f"{base}/v1/oauth2/introspect", token=first["access_token"])
+        assert stale.json() == {"active": False}
+
+        revoked = client.revoke_token(f"{base}/v1/oauth2/revoke", token=second["refresh_token"])
+        assert revoked.status_code == 200 and revoked.json() == {}
+        gone = client.introspect_token(f"{base}/v1/oauth2/introspect", token=second["access_token"])
+        assert gone.json() == {"active": False}
