@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core.errors import LoginRequiredError
 from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
 from joserfc.jwk import RSAKey
 
@@ -57,8 +58,6 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             self.request.payload.data["scope"] = self.request.client.scope
 
     def _validate_sub_type_and_prompt(self, grant: AuthorizationCodeGrant, redirect_uri: str) -> None:
-        from authlib.oidc.core.errors import LoginRequiredError
-
         if self.sub_type not in SUB_TYPES:
             raise InvalidRequestError("Invalid sub_type")
         # The emulator has no login session: prompt=none is always "not logged in".
