@@ -1,7 +1,19 @@
 """Polar's resource API under ``/v1``, one module per resource."""
 
-from polar_emulator.resources import benefits, meters, organizations, products, webhook_deliveries, webhook_endpoints
-from polar_emulator.resources import checkouts, customer_sessions, customers, events, purchases, subscriptions
+from polar_emulator.resources import (
+    benefits,
+    checkouts,
+    customer_sessions,
+    customers,
+    events,
+    meters,
+    organizations,
+    products,
+    purchases,
+    subscriptions,
+    webhook_deliveries,
+    webhook_endpoints,
+)
 
 ROUTERS = [
     organizations.router,
