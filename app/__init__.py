@@ -1,0 +1,91 @@
+"""The web layer of Connect Polar: the only package that imports Flask.
+
+``create_app`` is the application factory (Flask's tutorial style): settings, database, extensions,
+blueprints and CLI commands are attached here; nothing runs at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flask import Flask, render_template
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from provisioning.config import ConfigError, Settings
+from provisioning.db import Database, configure
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = ROOT / "migrations"
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> Flask:
+    """Build the app. A :class:`ConfigError` (bad setting or plan catalog) aborts start-up."""
+    settings = settings or Settings.from_env()
+    settings.check()
+    _validate_catalog(settings)
+
+    app = Flask(__name__, instance_path=str(ROOT / "instance"))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_production,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=settings.is_production,
+        PREFERRED_URL_SCHEME="https" if settings.is_production else "http",
+        TESTING=settings.env == "test",
+    )
+    app.extensions["connect_polar.settings"] = settings
+
+    from app import database as web_db
+    from app import security
+    from app.extensions import csrf, login_manager, migrate
+
+    db = configure(database or Database(url=settings.database_url))
+    web_db.init_app(app)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    migrate.init_app(app, web_db.MigrationTarget(db), directory=str(MIGRATIONS_DIR))
+
+    callback_path = urlsplit(settings.polar_oauth_redirect_uri).path or "/polar/callback"
+    security.init_app(app, settings.polar_web_url, callback_path)
+
+    from app.accounts import cli as accounts_cli
+    from app.accounts import views as accounts_views
+    from app.polar import cli as polar_cli
+    from app.polar import views as polar_views
+
+    accounts_views.init_app(app)
+    polar_views.init_app(app, callback_path)
+    accounts_cli.init_app(app)
+    polar_cli.init_app(app)
+    _register_error_pages(app)
+    return app
+
+
+def _validate_catalog(settings: Settings) -> None:
+    from provisioning.catalog import CatalogError, load_catalog
+
+    try:
+        load_catalog(settings.plans_file)
+    except CatalogError as exc:
+        raise ConfigError(f"PLANS_FILE: {exc}") from exc
+
+
+def _register_error_pages(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError):
+        message = "Your form expired or was not sent from this site. Go back, reload the page and try again."
+        return render_template("errors/error.html", code=400, title="Bad request", message=message), 400
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if exc.code is None or exc.code < 400:
+            return exc
+        return (
+            render_template("errors/error.html", code=exc.code, title=exc.name, message=exc.description),
+            exc.code,
+        )
