@@ -1,0 +1,79 @@
+"""Users, workspaces and memberships. Flushes only: callers (handlers, CLI) commit."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.accounts.models import Membership, Role, User, Workspace
+from app.accounts.passwords import hash_password, needs_rehash, verify_password
+
+
+class AccountError(ValueError):
+    """A request about accounts that cannot be honoured; the message can be shown."""
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def find_user(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(User.email == normalise_email(email)))
+
+
+def create_user(session: Session, email: str, password: str, *, staff: bool = False) -> User:
+    email = normalise_email(email)
+    if "@" not in email:
+        raise AccountError(f"{email!r} is not an email address")
+    if len(password) < 8:
+        raise AccountError("the password needs at least 8 characters")
+    if find_user(session, email) is not None:
+        raise AccountError(f"a user with the email {email} already exists")
+    user = User(email=email, password_hash=hash_password(password), staff=staff)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, email: str, password: str) -> User | None:
+    user = find_user(session, email)
+    if not verify_password(user.password_hash if user else None, password):
+        return None
+    assert user is not None
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
+def create_workspace(session: Session, name: str, owner: User) -> Workspace:
+    name = name.strip()
+    if not name:
+        raise AccountError("the workspace needs a name")
+    workspace = Workspace(name=name)
+    session.add(workspace)
+    session.add(Membership(workspace=workspace, user=owner, role=Role.OWNER.value))
+    session.flush()
+    return workspace
+
+
+def add_member(session: Session, workspace: Workspace, user: User, role: Role = Role.MEMBER) -> Membership:
+    membership = Membership(workspace=workspace, user=user, role=role.value)
+    session.add(membership)
+    session.flush()
+    return membership
+
+
+def membership(session: Session, workspace_id: str, user_id: str) -> Membership | None:
+    return session.scalar(
+        select(Membership).where(Membership.workspace_id == workspace_id, Membership.user_id == user_id)
+    )
+
+
+def workspaces_of(session: Session, user: User) -> list[tuple[Workspace, str]]:
+    rows = session.execute(
+        select(Workspace, Membership.role)
+        .join(Membership, Membership.workspace_id == Workspace.id)
+        .where(Membership.user_id == user.id)
+        .order_by(Workspace.name)
+    )
+    return [(ws, role) for ws, role in rows]

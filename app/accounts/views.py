@@ -1,0 +1,91 @@
+"""Sign-in, sign-up, sign-out and the home page listing the user's workspaces."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from werkzeug.wrappers import Response
+
+from app.accounts import service
+from app.accounts.forms import LoginForm, LogoutForm, SignupForm
+from app.accounts.models import User
+from app.database import db_session
+from app.extensions import login_manager
+from app.security import safe_next
+
+bp = Blueprint("accounts", __name__)
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    return db_session().get(User, user_id)
+
+
+def _start_session(user: User) -> None:
+    """A fresh session on sign-in (no fixation), then Flask-Login's cookie."""
+    session.clear()
+    login_user(user)
+
+
+@bp.route("/")
+def home() -> str | Response:
+    if not current_user.is_authenticated:
+        return redirect(url_for("accounts.login"))
+    workspaces = service.workspaces_of(db_session(), current_user)
+    return render_template("accounts/home.html", workspaces=workspaces)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> str | Response | tuple[str, int]:
+    form = LoginForm()
+    if form.validate_on_submit():
+        db = db_session()
+        user = service.authenticate(db, form.email.data or "", form.password.data or "")
+        if user is None:
+            flash("That email and password do not match an account.", "error")
+            return render_template("accounts/login.html", form=form), 401
+        db.commit()  # a rehashed password, if any
+        _start_session(user)
+        return redirect(safe_next(request.args.get("next"), url_for("accounts.home")), 303)
+    return render_template("accounts/login.html", form=form)
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup() -> str | Response | tuple[str, int]:
+    form = SignupForm()
+    if form.validate_on_submit():
+        db = db_session()
+        try:
+            user = service.create_user(db, form.email.data or "", form.password.data or "")
+            workspace = service.create_workspace(db, form.workspace.data or "", user)
+        except service.AccountError as exc:
+            db.rollback()
+            flash(str(exc).capitalize() + ".", "error")
+            return render_template("accounts/signup.html", form=form), 400
+        db.commit()
+        _start_session(user)
+        flash(f"Welcome! Your workspace {workspace.name} is ready to connect to Polar.", "success")
+        return redirect(url_for("polar.page", workspace_id=workspace.id), 303)
+    return render_template("accounts/signup.html", form=form)
+
+
+@bp.route("/logout", methods=["POST"])
+@login_required
+def logout() -> Response:
+    LogoutForm()  # CSRFProtect has already checked the token
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "success")
+    return redirect(url_for("accounts.login"), 303)
+
+
+def init_app(app: Flask) -> None:
+    login_manager.login_view = "accounts.login"
+    login_manager.login_message = "Please sign in to continue."
+    login_manager.login_message_category = "info"
+
+    @app.context_processor
+    def _logout_form() -> dict[str, object]:
+        return {"logout_form": LogoutForm()}
+
+    app.register_blueprint(bp)
