@@ -1,0 +1,104 @@
+"""``flask provision``, ``flask plans check`` and ``flask plans diff``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import select
+
+from app.database import db_session, settings
+from provisioning.integrations.models import PolarIntegration
+from provisioning.queue import enqueue_after_commit
+from provisioning.runs.models import ProvisioningRun, RunStatus
+
+plans_cli = AppGroup("plans", help="The plan catalog.")
+FINISHED = {RunStatus.SUCCEEDED.value, RunStatus.FAILED.value}
+
+
+@click.command("provision")
+@with_appcontext
+@click.argument("workspace_id")
+@click.option("--wait", is_flag=True, help="Wait for the run to finish and print its outcome.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait with --wait.")
+def provision(workspace_id: str, wait: bool, timeout: float) -> None:
+    """Start a provisioning run for a connected workspace (trigger "cli")."""
+    from provisioning.runs.service import create_run
+
+    db = db_session()
+    integration = db.scalar(select(PolarIntegration).where(PolarIntegration.workspace_id == workspace_id))
+    if integration is None or not integration.access_token:
+        raise click.ClickException(f"workspace {workspace_id} has no Polar connection")
+    run = create_run(db, integration, trigger="cli")
+    enqueue_after_commit(db, run.id, settings().redis_url)
+    db.commit()
+    click.echo(f"run {run.id} queued")
+    if wait:
+        _wait_for(run.id, timeout)
+
+
+def _wait_for(run_id: str, timeout: float) -> None:
+    db = db_session()
+    deadline = time.monotonic() + timeout
+    while True:
+        db.expire_all()
+        run = db.get(ProvisioningRun, run_id)
+        assert run is not None
+        if run.status in FINISHED:
+            break
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"run {run_id} is still {run.status} after {timeout:.0f}s")
+        db.rollback()  # end the read transaction so the next poll sees the worker's commits
+        time.sleep(0.5)
+    for step in run.steps:
+        duration = f"{step.duration_ms} ms" if step.duration_ms is not None else "-"
+        click.echo(f"  {step.name:<28} {step.status:<10} {duration}{'  ' + step.error if step.error else ''}")
+    if run.status == RunStatus.FAILED.value:
+        raise click.ClickException(f"run {run_id} failed: {run.error or 'see its steps'}")
+    click.echo(f"run {run_id} succeeded")
+
+
+@plans_cli.command("check")
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+def plans_check(file: Path | None) -> None:
+    """Validate a plan catalog (default: PLANS_FILE); exit 1 naming each error."""
+    from provisioning.catalog import CatalogError, load_catalog
+
+    path = file or settings().plans_file
+    try:
+        catalog = load_catalog(path)
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from None
+    plans = getattr(catalog, "plans", [])
+    click.echo(f"{path}: {len(plans)} plans, revision {catalog.revision}")
+
+
+@plans_cli.command("diff")
+@click.argument("workspace_id")
+def plans_diff(workspace_id: str) -> None:
+    """Print what provisioning would create, change or archive in the workspace's organization."""
+    from provisioning.catalog import plan_diff
+
+    result: Any = plan_diff(db_session(), settings(), workspace_id)
+    db_session().rollback()
+    click.echo(_format_diff(result))
+
+
+def _format_diff(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    if hasattr(result, "format"):
+        return str(result.format())
+    if isinstance(result, list | tuple):
+        return "\n".join(str(line) for line in result) or "up to date: nothing to change"
+    return json.dumps(result, indent=2, default=str)
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(provision)
+    app.cli.add_command(plans_cli)
