@@ -22,13 +22,15 @@ from tests.polar_emulator.webhook_fixtures import (
     deliveries,
     emit,
     events,
+    get_endpoint,
     member_data,
+    set_enabled,
     wait_event_done,
 )
 from tests.polar_emulator.webhook_receiver import Receiver, wait_for
 
 # Fixtures used by this module.
-receiver, make_endpoint, org_ids = wf.receiver, wf.make_endpoint, wf.org_ids
+receiver, make_endpoint, org_ids, owner_tokens = wf.receiver, wf.make_endpoint, wf.org_ids, wf.owner_tokens
 
 SPEC_PATH = "/work/shared/polar/openapi-2026-10.json"
 
@@ -231,10 +233,11 @@ def test_events_raised_while_disabled_are_never_delivered(
     receiver: Receiver,
     make_endpoint: MakeEndpoint,
     org_ids: dict[str, str],
+    owner_tokens: dict[str, str],
 ) -> None:
     endpoint = make_endpoint(org_ids["demo-org"], receiver.url, ["member.created"], enabled=False)
     assert emit(control, org_ids["demo-org"], "member.created", member_data(email="a@example.com")) == []
-    endpoint["enabled"] = True  # re-enabling does not backfill
+    set_enabled(control, owner_tokens, endpoint, True)  # re-enabling does not backfill
     [event] = emit(control, org_ids["demo-org"], "member.created", member_data(email="b@example.com"))
     wait_event_done(control, event["id"])
     assert [json.loads(r.body)["data"]["email"] for r in receiver.received] == ["b@example.com"]
@@ -246,13 +249,14 @@ def test_ten_consecutive_failed_events_disable_the_endpoint(
     receiver: Receiver,
     make_endpoint: MakeEndpoint,
     org_ids: dict[str, str],
+    owner_tokens: dict[str, str],
 ) -> None:
     endpoint = make_endpoint(org_ids["demo-org"], receiver.url, ["member.created"])
     receiver.fail_always()
     first = [emit(control, org_ids["demo-org"], "member.created", member_data())[0] for _ in range(9)]
     for event in first:
         assert wait_event_done(control, event["id"])["succeeded"] is False
-    assert endpoint["enabled"] is True  # 9 failed events are not enough
+    assert get_endpoint(control, owner_tokens, endpoint)["enabled"] is True  # 9 failed events are not enough
 
     # The 10th failed event disables the endpoint; a slower one still retrying is skipped.
     slow_marker = "slow@example.com"
@@ -260,11 +264,14 @@ def test_ten_consecutive_failed_events_disable_the_endpoint(
     [tenth] = emit(control, org_ids["demo-org"], "member.created", member_data())
     [slow] = emit(control, org_ids["demo-org"], "member.created", member_data(email=slow_marker))
     assert wait_event_done(control, tenth["id"])["succeeded"] is False
-    wait_for(lambda: endpoint["enabled"] is False, what="the endpoint to be disabled")
+    wait_for(
+        lambda: get_endpoint(control, owner_tokens, endpoint)["enabled"] is False,
+        what="the endpoint to be disabled",
+    )
     slow_done = wait_event_done(control, slow["id"])
     assert slow_done["skipped"] is True and slow_done["succeeded"] is None
     assert slow_done["delivery_count"] < 10
-    assert endpoint["modified_at"] is not None
+    assert get_endpoint(control, owner_tokens, endpoint)["modified_at"] is not None
 
     # Disabled: new events are not even recorded.
     before = len(receiver.received)
@@ -274,7 +281,11 @@ def test_ten_consecutive_failed_events_disable_the_endpoint(
 
 
 def test_a_success_in_between_keeps_the_endpoint_enabled(
-    control: httpx.Client, receiver: Receiver, make_endpoint: MakeEndpoint, org_ids: dict[str, str]
+    control: httpx.Client,
+    receiver: Receiver,
+    make_endpoint: MakeEndpoint,
+    org_ids: dict[str, str],
+    owner_tokens: dict[str, str],
 ) -> None:
     endpoint = make_endpoint(org_ids["demo-org"], receiver.url, ["member.created"])
     [ok] = emit(control, org_ids["demo-org"], "member.created", member_data())
@@ -283,7 +294,7 @@ def test_a_success_in_between_keeps_the_endpoint_enabled(
     failed = [emit(control, org_ids["demo-org"], "member.created", member_data())[0] for _ in range(9)]
     for event in failed:
         wait_event_done(control, event["id"])
-    assert endpoint["enabled"] is True
+    assert get_endpoint(control, owner_tokens, endpoint)["enabled"] is True
 
 
 def test_reset_stops_pending_deliveries(

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from polar_emulator import EmulatorServer
-from polar_emulator.clock import isoformat
-from polar_emulator.tokens import generate_token, new_id
+from polar_emulator.tokens import new_id
+from tests.polar_emulator.conftest import IssueToken
 from tests.polar_emulator.webhook_receiver import Receiver, wait_for
 
 MakeEndpoint = Callable[..., dict[str, Any]]
@@ -30,30 +30,55 @@ def org_ids(emulator: EmulatorServer) -> dict[str, str]:
 
 
 @pytest.fixture
-def make_endpoint(emulator: EmulatorServer) -> MakeEndpoint:
-    """Put a webhook endpoint (Polar's API shape) straight into the emulator's store."""
+def owner_tokens(emulator: EmulatorServer, issue_token: IssueToken) -> dict[str, str]:
+    """An owner's access token (webhooks:read/write) for each seeded organization id."""
+    tokens: dict[str, str] = {}
+    for user in list(emulator.store.users.values()):
+        token = issue_token(user.email, scope="webhooks:read webhooks:write")
+        for org_id in emulator.store.user_organization_ids(user.id):
+            tokens[org_id] = token
+    return tokens
+
+
+@pytest.fixture
+def make_endpoint(control: httpx.Client, owner_tokens: dict[str, str]) -> MakeEndpoint:
+    """Create a webhook endpoint through Polar's API (``POST /v1/webhooks/endpoints``).
+
+    ``enabled=False`` is applied with a PATCH afterwards; returns the endpoint as the API shows it.
+    """
 
     def make(organization_id: str, url: str, events: list[str], **fields: Any) -> dict[str, Any]:
-        now = isoformat(emulator.store.clock.now())
-        endpoint = {
-            "id": new_id(),
-            "created_at": now,
-            "modified_at": None,
-            "organization_id": organization_id,
-            "url": url,
-            "name": None,
-            "secret": generate_token("whsec_"),
-            "events": list(events),
-            "enabled": True,
-            "format": "raw",
-            "api_version": "2026-10",
-            "uses_standard_webhook_signature": False,
-        }
-        endpoint.update(fields)
-        emulator.store.collections["webhook_endpoints"][endpoint["id"]] = endpoint
+        auth = {"Authorization": f"Bearer {owner_tokens[organization_id]}", "Polar-Version": "2026-10"}
+        enabled = fields.pop("enabled", True)
+        body = {"url": url, "format": "raw", "events": events, "organization_id": organization_id, **fields}
+        response = control.post("/v1/webhooks/endpoints", json=body, headers=auth)
+        assert response.status_code == 201, response.text
+        endpoint = response.json()
+        if not enabled:
+            endpoint = set_enabled(control, owner_tokens, endpoint, False)
         return endpoint
 
     return make
+
+
+def set_enabled(
+    control: httpx.Client, owner_tokens: dict[str, str], endpoint: dict[str, Any], enabled: bool
+) -> dict[str, Any]:
+    auth = {"Authorization": f"Bearer {owner_tokens[endpoint['organization_id']]}"}
+    response = control.patch(
+        f"/v1/webhooks/endpoints/{endpoint['id']}", json={"enabled": enabled}, headers=auth
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def get_endpoint(
+    control: httpx.Client, owner_tokens: dict[str, str], endpoint: dict[str, Any]
+) -> dict[str, Any]:
+    auth = {"Authorization": f"Bearer {owner_tokens[endpoint['organization_id']]}"}
+    response = control.get(f"/v1/webhooks/endpoints/{endpoint['id']}", headers=auth)
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def emit(control: httpx.Client, organization_id: str, event_type: str, data: dict[str, Any]) -> list[dict]:
