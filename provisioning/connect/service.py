@@ -1,0 +1,274 @@
+"""The connect flow: begin (state + PKCE), complete (verify, exchange, introspect, store), choose an
+organization, disconnect. Services flush; the web handler commits (or rolls back on ConnectError).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from provisioning.catalog import Catalog, load_catalog
+from provisioning.config import Settings
+from provisioning.connect.models import PolarConnectAttempt
+from provisioning.connect.state import ConnectState, StateError, decode_state, encode_state
+from provisioning.db import utcnow
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration
+from provisioning.integrations.service import (
+    get_integration,
+    get_or_create_integration,
+    refresh_token,
+    store_tokens,
+    vault_for,
+)
+from provisioning.polar.client import PolarApi
+from provisioning.polar.errors import PolarOAuthError, ProvisioningError
+from provisioning.polar.oauth import PolarOAuth, TokenSet, s256_challenge
+from provisioning.runs.models import ProvisioningRun
+from provisioning.runs.service import create_run
+
+log = logging.getLogger(__name__)
+ATTEMPT_TTL = timedelta(minutes=10)
+
+
+class ConnectError(RuntimeError):
+    """The callback cannot complete; the message is safe to show to the workspace owner."""
+
+
+@dataclass(frozen=True)
+class ConnectStart:
+    authorize_url: str
+    nonce: str  # keep it in the browser session; complete_connect wants it back
+
+
+def begin_connect(
+    session: Session, settings: Settings, *, workspace_id: str, user_id: str, catalog: Catalog | None = None
+) -> ConnectStart:
+    catalog = catalog or load_catalog(settings.plans_file)
+    nonce = secrets.token_urlsafe(32)
+    verifier = secrets.token_urlsafe(64)
+    expires = utcnow() + ATTEMPT_TTL
+    session.add(
+        PolarConnectAttempt(
+            nonce=nonce,
+            workspace_id=workspace_id,
+            user_id=user_id,
+            environment=settings.polar_server,
+            code_verifier=vault_for(settings).encrypt(verifier),
+            expires_at=expires,
+        )
+    )
+    session.flush()
+    state = encode_state(
+        settings.secret_key,
+        ConnectState(
+            workspace_id=workspace_id,
+            user_id=user_id,
+            environment=settings.polar_server,
+            nonce=nonce,
+            expires_at=int(expires.timestamp()),
+        ),
+    )
+    url = PolarOAuth(settings).authorization_url(state, s256_challenge(verifier), catalog.required_scopes())
+    return ConnectStart(authorize_url=url, nonce=nonce)
+
+
+def complete_connect(
+    session: Session,
+    settings: Settings,
+    *,
+    state: str,
+    code: str,
+    user_id: str,
+    browser_nonce: str | None,
+    catalog: Catalog | None = None,
+) -> PolarIntegration:
+    """Verify the callback and store the connection; raises ConnectError with a message to show.
+
+    The attempt is consumed before anything else and stays consumed if the caller commits after a
+    ConnectError (everything else this call did is rolled back to a savepoint), so a replayed state
+    fails either way; a code is single-use at Polar too.
+    """
+    try:
+        payload = decode_state(settings.secret_key, state)
+    except StateError as exc:
+        if str(exc) == "expired":
+            raise ConnectError(
+                "The Polar authorization took too long and expired; click Connect Polar again"
+            ) from None
+        raise ConnectError(
+            "The Polar authorization could not be verified; click Connect Polar again"
+        ) from None
+    if not browser_nonce or not hmac.compare_digest(payload.nonce, browser_nonce):
+        raise ConnectError(
+            "This Polar authorization was started in another browser session; click Connect Polar again"
+        )
+    if payload.user_id != user_id:
+        raise ConnectError("This Polar authorization was started by another user; click Connect Polar again")
+    if payload.environment != settings.polar_server:
+        raise ConnectError(
+            "This Polar authorization was made for another Polar environment; click Connect Polar again"
+        )
+
+    attempt = session.get(PolarConnectAttempt, payload.nonce, with_for_update=True)
+    if attempt is None or attempt.consumed_at is not None:
+        raise ConnectError("This Polar authorization was already used; click Connect Polar again")
+    if attempt.user_id != user_id or attempt.workspace_id != payload.workspace_id:
+        raise ConnectError("This Polar authorization does not match your session; click Connect Polar again")
+    attempt.consumed_at = utcnow()
+    session.flush()
+    if attempt.expires_at < utcnow():
+        raise ConnectError("The Polar authorization took too long and expired; click Connect Polar again")
+
+    catalog = catalog or load_catalog(settings.plans_file)
+    oauth = PolarOAuth(settings)
+    tokens: TokenSet | None = None
+    nested = session.begin_nested()
+    try:
+        verifier = vault_for(settings).decrypt(attempt.code_verifier)
+        try:
+            tokens = oauth.exchange_code(code, verifier)
+        except PolarOAuthError as exc:
+            raise ConnectError(
+                f"Polar did not accept the authorization ({exc.error}); click Connect Polar again"
+            ) from None
+        integration = _store_connection(session, settings, oauth, tokens, payload, user_id, catalog)
+        nested.commit()
+        return integration
+    except BaseException as exc:
+        nested.rollback()
+        if tokens is not None:
+            _revoke_quietly(oauth, tokens)
+        if isinstance(exc, ConnectError):
+            raise
+        if isinstance(exc, ProvisioningError):
+            raise ConnectError(str(exc)) from None
+        if isinstance(exc, PolarOAuthError):
+            raise ConnectError(
+                f"Polar refused the connection ({exc.error}); click Connect Polar again"
+            ) from None
+        raise
+
+
+def _store_connection(
+    session: Session,
+    settings: Settings,
+    oauth: PolarOAuth,
+    tokens: TokenSet,
+    payload: ConnectState,
+    user_id: str,
+    catalog: Catalog,
+) -> PolarIntegration:
+    intro = oauth.introspect(tokens.access_token)
+    if not intro.active:
+        raise ConnectError("Polar reports the new access token as inactive; click Connect Polar again")
+    granted = set(intro.scopes) or set(tokens.scope.split())
+    missing = [s for s in catalog.required_scopes() if s not in granted]
+    if missing:
+        raise ConnectError(
+            "Polar did not grant the permissions billing setup needs ("
+            + ", ".join(missing)
+            + "); click Connect Polar again and allow them"
+        )
+    api = PolarApi(settings.polar_api_url, tokens.access_token)
+    orgs = [
+        {"id": o.id, "name": o.name, "slug": o.slug}
+        for o in api.list_all(
+            api.sdk.organizations.list, action="list your Polar organizations", scope="organizations:read"
+        )
+    ]
+
+    integration = get_or_create_integration(session, payload.workspace_id, payload.environment)
+    integration.environment = payload.environment
+    integration.connected_by_user_id = user_id
+    store_tokens(settings, integration, tokens)
+    integration.scopes = " ".join(sorted(granted))
+    integration.granted_organization_ids = list(intro.organization_ids)
+    integration.reachable_organizations = orgs
+    integration.polar_user_id = intro.subject
+    integration.last_error = None
+    session.flush()
+
+    if len(orgs) == 1:
+        _set_organization(integration, orgs[0])
+    elif len(orgs) > 1:
+        current = next((o for o in orgs if o["id"] == integration.polar_org_id), None)
+        if current is None:
+            integration.polar_org_id = integration.polar_org_name = integration.polar_org_slug = None
+            integration.status = IntegrationStatus.AWAITING_ORGANIZATION.value
+            session.flush()
+            return integration
+        # Reconnecting to an organization we already provisioned: keep it.
+        _set_organization(integration, current)
+    else:
+        # No organization yet: the run's first step creates one named after the workspace.
+        integration.polar_org_id = integration.polar_org_name = integration.polar_org_slug = None
+    integration.status = IntegrationStatus.PROVISIONING.value
+    create_run(session, integration, trigger="connect", user_id=user_id)
+    return integration
+
+
+def _set_organization(integration: PolarIntegration, org: dict[str, Any]) -> None:
+    if integration.polar_org_id and integration.polar_org_id != org["id"]:
+        integration.webhook_endpoint_id = None
+        integration.webhook_secret = None
+        integration.product_mappings.clear()
+    integration.polar_org_id = org["id"]
+    integration.polar_org_name = org.get("name")
+    integration.polar_org_slug = org.get("slug")
+
+
+def choose_organization(
+    session: Session, integration: PolarIntegration, organization_id: str, user_id: str | None
+) -> ProvisioningRun:
+    """The owner picked one of the organizations the grant reaches; start provisioning it."""
+    if integration.status != IntegrationStatus.AWAITING_ORGANIZATION.value:
+        raise ConnectError("This workspace is not waiting for an organization choice")
+    org = next((o for o in integration.reachable_organizations or [] if o.get("id") == organization_id), None)
+    if org is None:
+        raise ConnectError(
+            "That organization is not reachable with this Polar connection; pick one from the list"
+        )
+    _set_organization(integration, org)
+    integration.status = IntegrationStatus.PROVISIONING.value
+    integration.last_error = None
+    session.flush()
+    return create_run(session, integration, trigger="connect", user_id=user_id)
+
+
+def disconnect(
+    session: Session, settings: Settings, workspace_id: str, *, user_id: str | None = None
+) -> bool:
+    """Revoke the grant at Polar (best effort) and forget the tokens. Returns False if not connected."""
+    integration = get_integration(session, workspace_id)
+    if integration is None:
+        return False
+    oauth = PolarOAuth(settings)
+    try:
+        token = refresh_token(settings, integration)
+        if token:
+            oauth.revoke(token, "refresh_token")  # revokes both halves at Polar
+    except Exception as exc:  # the owner must be able to disconnect even if Polar is down
+        log.warning("revoking the Polar grant failed for workspace %s: %s", workspace_id, type(exc).__name__)
+    integration.access_token = None
+    integration.refresh_token = None
+    integration.token_expires_at = None
+    integration.scopes = None
+    integration.webhook_secret = None
+    integration.status = IntegrationStatus.NOT_CONNECTED.value
+    integration.last_error = None
+    session.flush()
+    log.info("workspace %s disconnected Polar (user %s)", workspace_id, user_id)
+    return True
+
+
+def _revoke_quietly(oauth: PolarOAuth, tokens: TokenSet) -> None:
+    try:
+        oauth.revoke(tokens.refresh_token or tokens.access_token)
+    except Exception as exc:
+        log.warning("could not revoke an unused Polar grant: %s", type(exc).__name__)

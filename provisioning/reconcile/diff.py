@@ -1,0 +1,72 @@
+"""A dry run: what provisioning would create, change or archive. Reads Polar, never writes."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.orm import Session
+
+from provisioning.catalog import Catalog, load_catalog
+from provisioning.config import Settings
+from provisioning.integrations.service import access_token, get_integration, workspace_name
+from provisioning.polar.client import PolarApi
+from provisioning.polar.errors import ProvisioningError
+from provisioning.reconcile import benefits, meters, products, webhook
+from provisioning.reconcile.context import Change, RunContext
+from provisioning.reconcile.organization import organization_slug
+
+
+def plan_changes(
+    session: Session, settings: Settings, workspace_id: str, *, catalog: Catalog | None = None
+) -> list[Change]:
+    """The writes a provisioning run would make now, in run order."""
+    catalog = catalog or load_catalog(settings.plans_file)
+    integration = get_integration(session, workspace_id)
+    if integration is None or not integration.access_token:
+        raise ProvisioningError("Polar is not connected for this workspace; connect Polar first")
+    from provisioning.tasks import webhook_url
+
+    url = webhook_url(settings, integration)
+    if not integration.polar_org_id:
+        slug = organization_slug(workspace_name(session, workspace_id), workspace_id)
+        changes = [Change("create", "organization", slug, f"create organization '{slug}' for the workspace")]
+        changes += [
+            Change("create", "meter", m.id, f"create meter '{m.id}' ({m.name})") for m in catalog.meters
+        ]
+        changes += [
+            Change("create", "benefit", b.id, f"create benefit '{b.id}' ({b.description})")
+            for b in catalog.benefits
+        ]
+        changes += [
+            Change("create", "product", p.id, f"create product '{p.id}' ({p.name})") for p in catalog.plans
+        ]
+        changes.append(Change("create", "webhook_endpoint", url, f"create webhook endpoint {url}"))
+        return changes
+
+    api = PolarApi(settings.polar_api_url, access_token(settings, integration))
+    with ThreadPoolExecutor(4) as executor:
+        ctx = RunContext(
+            api=api,
+            catalog=catalog,
+            workspace_id=workspace_id,
+            organization_id=integration.polar_org_id,
+            webhook_url=url,
+            executor=executor,
+            dry_run=True,
+        )
+        lists = [
+            executor.submit(f, ctx) for f in (meters.fetch, benefits.fetch, products.fetch, webhook.fetch)
+        ]
+        actual_meters, actual_benefits, actual_products, actual_hooks = (f.result() for f in lists)
+    meter_ids, meter_changes = meters.plan(ctx, actual_meters)
+    benefit_ids, benefit_changes = benefits.plan(ctx, actual_benefits, meter_ids)
+    _, product_changes = products.plan(ctx, actual_products, meter_ids, benefit_ids)
+    _, hook_changes = webhook.plan(ctx, actual_hooks)
+    return meter_changes + benefit_changes + product_changes + hook_changes
+
+
+def plan_diff(
+    session: Session, settings: Settings, workspace_id: str, *, catalog: Catalog | None = None
+) -> list[str]:
+    """One line per change provisioning would make; an empty list means up to date."""
+    return [c.summary for c in plan_changes(session, settings, workspace_id, catalog=catalog)]

@@ -1,0 +1,246 @@
+"""Ensure one product per plan, found by ``connect_polar_plan`` metadata before anything is created.
+
+Products are archived, never deleted. A billing interval can't change at Polar, so a plan whose
+interval changed gets a new product and the old one is archived; plans no longer in the catalog
+have their products archived. Benefits are attached only when the set differs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from provisioning.catalog.desired import PLAN_KEY, WORKSPACE_KEY, comparable_metadata, price_key, product_body
+from provisioning.catalog.model import Plan
+from provisioning.reconcile.context import MAX_ROUNDS, Change, RunContext, as_plain, gave_up, still_ambiguous
+
+SCOPE_READ, SCOPE_WRITE = "products:read", "products:write"
+
+
+@dataclass
+class ProductResult:
+    ids: dict[str, str]  # plan id -> Polar product id
+    changes: list[Change]
+    polar_ids: list[dict[str, str]]
+
+
+def fetch(ctx: RunContext) -> list[Any]:
+    return ctx.api.list_all(
+        ctx.api.sdk.products.list,
+        action="list products",
+        scope=SCOPE_READ,
+        organization_id=ctx.organization_id,
+        metadata={WORKSPACE_KEY: ctx.workspace_id},
+    )
+
+
+def _interval(p: Any) -> tuple[str | None, int]:
+    interval = as_plain(p.recurring_interval)
+    return (str(interval) if interval else None, int(p.recurring_interval_count or 1) if interval else 1)
+
+
+def _desired_interval(plan: Plan) -> tuple[str | None, int]:
+    return (plan.interval, plan.interval_count if plan.interval else 1)
+
+
+def _active_prices(product: Any) -> list[dict[str, Any]]:
+    return [as_plain(p) for p in product.prices if not getattr(p, "is_archived", False)]
+
+
+def _price_update(product: Any, desired: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    actual = _active_prices(product)
+    if Counter(price_key(p) for p in actual) == Counter(price_key(d) for d in desired):
+        return None
+    unused = list(actual)
+    out: list[dict[str, Any]] = []
+    for body in desired:
+        match = next((p for p in unused if price_key(p) == price_key(body)), None)
+        if match is not None:
+            unused.remove(match)
+            out.append({"id": match["id"]})
+        else:
+            out.append(body)
+    return out
+
+
+def plan(
+    ctx: RunContext, actual: list[Any], meter_ids: dict[str, str], benefit_ids: dict[str, str]
+) -> tuple[dict[str, str], list[Change]]:
+    ids: dict[str, str] = {}
+    changes: list[Change] = []
+    mids = {m.id: meter_ids.get(m.id, f"<new meter {m.id}>") for m in ctx.catalog.meters}
+    by_plan: dict[str, list[Any]] = {}
+    for product in actual:
+        by_plan.setdefault(str((product.metadata or {}).get(PLAN_KEY)), []).append(product)
+
+    for plan_ in ctx.catalog.plans:
+        body = product_body(
+            plan_,
+            mids,
+            workspace_id=ctx.workspace_id,
+            revision=ctx.revision,
+            organization_id=ctx.organization_id,
+        )
+        wanted_benefits = [benefit_ids.get(b, f"<new benefit {b}>") for b in plan_.benefits]
+        candidates = sorted(by_plan.get(plan_.id, []), key=lambda p: p.created_at)
+        same = [p for p in candidates if _interval(p) == _desired_interval(plan_)]
+        active_same = [p for p in same if not p.is_archived]
+        current = active_same[0] if active_same else (same[-1] if same else None)
+
+        for other in candidates:
+            if other is current or other.is_archived:
+                continue
+            reason = "duplicate" if other in active_same else "billing interval changed"
+            changes.append(
+                Change(
+                    "archive",
+                    "product",
+                    plan_.id,
+                    f"archive product {other.id} of plan '{plan_.id}' ({reason})",
+                    other.id,
+                    {"is_archived": True},
+                )
+            )
+        if current is None:
+            create_body = dict(body)
+            create_body["__benefits"] = wanted_benefits
+            changes.append(
+                Change(
+                    "create",
+                    "product",
+                    plan_.id,
+                    f"create product '{plan_.id}' ({plan_.name})",
+                    body=create_body,
+                )
+            )
+            continue
+
+        ids[plan_.id] = current.id
+        update: dict[str, Any] = {}
+        if current.name != plan_.name:
+            update["name"] = plan_.name
+        if (current.description or None) != (plan_.description or None):
+            update["description"] = plan_.description
+        prices = _price_update(current, body["prices"])
+        if prices is not None:
+            update["prices"] = prices
+        if comparable_metadata(current.metadata) != comparable_metadata(body["metadata"]):
+            update["metadata"] = body["metadata"]
+        if current.is_archived:
+            update["is_archived"] = False
+        if update:
+            fields = ", ".join(sorted(k for k in update if k != "metadata") or ["metadata"])
+            update.setdefault("metadata", body["metadata"])
+            changes.append(
+                Change(
+                    "update",
+                    "product",
+                    plan_.id,
+                    f"update product '{plan_.id}': {fields}",
+                    current.id,
+                    update,
+                )
+            )
+        if {b.id for b in current.benefits} != set(wanted_benefits):
+            changes.append(
+                Change(
+                    "attach_benefits",
+                    "product",
+                    plan_.id,
+                    f"set benefits of product '{plan_.id}' to {', '.join(plan_.benefits) or 'none'}",
+                    current.id,
+                    {"benefits": wanted_benefits},
+                )
+            )
+
+    known = {p.id for p in ctx.catalog.plans}
+    for plan_id, products in by_plan.items():
+        if plan_id in known:
+            continue
+        for product in products:
+            if not product.is_archived:
+                changes.append(
+                    Change(
+                        "archive",
+                        "product",
+                        plan_id,
+                        f"archive product {product.id} of plan '{plan_id}' (no longer in the catalog)",
+                        product.id,
+                        {"is_archived": True},
+                    )
+                )
+    return ids, changes
+
+
+def ensure(
+    ctx: RunContext, meter_ids: dict[str, str], benefit_ids: dict[str, str], actual: list[Any] | None = None
+) -> ProductResult:
+    actual = fetch(ctx) if actual is None else actual
+    all_changes: list[Change] = []
+    polar_ids: list[dict[str, str]] = []
+    for _ in range(MAX_ROUNDS):
+        ids, changes = plan(ctx, actual, meter_ids, benefit_ids)
+        if not changes:
+            break
+        results = ctx.parallel([_writer(ctx, c) for c in changes])
+        for change, result in zip(changes, results, strict=True):
+            if isinstance(result, BaseException):
+                continue
+            if change.action == "create":
+                ids[change.key] = result.id
+            all_changes.append(change)
+            action = {"create": "created", "update": "updated", "archive": "archived"}.get(
+                change.action, "benefits_set"
+            )
+            polar_ids.append({"kind": "product", "id": result.id, "action": action})
+        if not still_ambiguous(results):
+            break
+        actual = fetch(ctx)
+    else:
+        raise gave_up("products")
+    touched = {p["id"] for p in polar_ids}
+    polar_ids += [{"kind": "product", "id": i, "action": "found"} for i in ids.values() if i not in touched]
+    return ProductResult(ids=ids, changes=all_changes, polar_ids=polar_ids)
+
+
+def _writer(ctx: RunContext, change: Change) -> Any:
+    api = ctx.api
+    if change.action == "create":
+        body = {k: v for k, v in change.body.items() if k != "__benefits"}
+        benefits = change.body.get("__benefits") or []
+
+        def create_and_attach() -> Any:
+            product = api.create(
+                api.sdk.products.create,
+                action=f"create the product '{change.key}'",
+                scope=SCOPE_WRITE,
+                **body,
+            )
+            if benefits:
+                # Setting the full benefit set is idempotent, so it is retried inline.
+                product = api.write(
+                    api.sdk.products.update_benefits,
+                    product.id,
+                    action=f"attach benefits to the product '{change.key}'",
+                    scope=SCOPE_WRITE,
+                    benefits=benefits,
+                )
+            return product
+
+        return create_and_attach
+    if change.action == "attach_benefits":
+        return lambda: api.write(
+            api.sdk.products.update_benefits,
+            change.polar_id,
+            action=f"attach benefits to the product '{change.key}'",
+            scope=SCOPE_WRITE,
+            **change.body,
+        )
+    return lambda: api.write(
+        api.sdk.products.update,
+        change.polar_id,
+        action=f"{change.action} the product '{change.key}'",
+        scope=SCOPE_WRITE,
+        **change.body,
+    )

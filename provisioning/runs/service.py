@@ -1,0 +1,125 @@
+"""Creating provisioning runs and reading a workspace's status for its billing page (no secrets)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from provisioning.catalog import Catalog, CatalogError, load_catalog
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration
+from provisioning.integrations.service import get_integration
+from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
+
+STEP_NAMES = (
+    "resolve_organization",
+    "ensure_meters",
+    "ensure_benefits",
+    "ensure_products",
+    "ensure_webhook_endpoint",
+    "save_mappings",
+)
+
+
+def create_run(
+    session: Session, integration: PolarIntegration, *, trigger: str, user_id: str | None = None
+) -> ProvisioningRun:
+    """A queued run with its steps pending. Enqueue it after commit (``queue.enqueue_after_commit``)."""
+    if integration.id is None:
+        session.flush()
+    run = ProvisioningRun(
+        integration_id=integration.id,
+        status=RunStatus.QUEUED.value,
+        trigger=trigger,
+        requested_by_user_id=user_id,
+        attempts=0,
+        api_calls={},
+    )
+    run.steps = [
+        ProvisioningStep(name=name, position=i, status=StepStatus.PENDING.value, polar_ids=[])
+        for i, name in enumerate(STEP_NAMES)
+    ]
+    session.add(run)
+    session.flush()
+    return run
+
+
+def latest_run(session: Session, integration_id: str) -> ProvisioningRun | None:
+    return session.scalars(
+        select(ProvisioningRun)
+        .where(ProvisioningRun.integration_id == integration_id)
+        .order_by(ProvisioningRun.created_at.desc(), ProvisioningRun.id.desc())
+        .limit(1)
+    ).first()
+
+
+@functools.lru_cache(maxsize=4)
+def _catalog_at(path: str) -> Catalog | None:
+    try:
+        return load_catalog(path)
+    except CatalogError:
+        return None
+
+
+def status_snapshot(session: Session, workspace_id: str, *, catalog: Catalog | None = None) -> dict[str, Any]:
+    """What the owner's billing page shows. Never contains a token or a webhook secret."""
+    integration = get_integration(session, workspace_id)
+    if integration is None:
+        return {
+            "status": IntegrationStatus.NOT_CONNECTED.value,
+            "organization": None,
+            "reachable_organizations": [],
+            "steps": [],
+            "products": [],
+            "webhook_endpoint_id": None,
+            "last_error": None,
+            "run": None,
+            "provisioned_at": None,
+            "catalog_revision": None,
+        }
+    if catalog is None:
+        from provisioning.config import DEFAULT_PLANS_FILE
+
+        catalog = _catalog_at(str(DEFAULT_PLANS_FILE))
+    names = {p.id: p.name for p in catalog.plans} if catalog else {}
+    run = latest_run(session, integration.id)
+    organization = None
+    if integration.polar_org_id:
+        organization = {
+            "id": integration.polar_org_id,
+            "name": integration.polar_org_name,
+            "slug": integration.polar_org_slug,
+        }
+    return {
+        "status": integration.status,
+        "organization": organization,
+        "reachable_organizations": [
+            {"id": o.get("id"), "name": o.get("name"), "slug": o.get("slug")}
+            for o in integration.reachable_organizations or []
+        ],
+        "steps": [
+            {
+                "name": s.name,
+                "status": s.status,
+                "duration_ms": s.duration_ms,
+                "polar_ids": list(s.polar_ids or []),
+                "error": s.error,
+            }
+            for s in (run.steps if run else [])
+        ],
+        "products": [
+            {
+                "plan_id": m.plan_id,
+                "polar_product_id": m.polar_product_id,
+                "name": names.get(m.plan_id, m.plan_id),
+            }
+            for m in integration.product_mappings
+        ],
+        "webhook_endpoint_id": integration.webhook_endpoint_id,
+        "last_error": integration.last_error,
+        "run": {"id": run.id, "status": run.status, "error": run.error} if run else None,
+        "provisioned_at": integration.provisioned_at.isoformat() if integration.provisioned_at else None,
+        "catalog_revision": integration.catalog_revision,
+    }
