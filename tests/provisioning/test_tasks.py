@@ -1,0 +1,97 @@
+"""The provision job end to end: emulator over HTTP, real PostgreSQL, the real SDK."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import select
+
+from provisioning.catalog import load_catalog
+from provisioning.catalog.desired import BENEFIT_KEY, METER_KEY, PLAN_KEY, WORKSPACE_KEY
+from provisioning.integrations.models import IntegrationStatus, PolarProductMapping
+from provisioning.reconcile.webhook import WEBHOOK_EVENTS
+from provisioning.runs.models import ProvisioningRun, RunStatus, StepStatus
+from provisioning.runs.service import STEP_NAMES, create_run, status_snapshot
+from provisioning.tasks import provision
+from tests.provisioning.conftest import writes
+
+
+def _api(control: httpx.Client, token_holder, path: str, **params) -> list[dict]:
+    return control.get(path, params={"limit": 100, **params}, headers={"Authorization": f"Bearer {token_holder}"}).json()[
+        "items"
+    ]
+
+
+def _token(settings, integration) -> str:
+    from provisioning.integrations.service import access_token
+
+    return access_token(settings, integration)
+
+
+def test_full_run_creates_everything_with_our_metadata(session, settings, connect, control):
+    connected = connect()
+    integration, run = connected.integration, connected.run
+    assert integration.status == IntegrationStatus.PROVISIONING.value and run is not None
+
+    result = provision(run.id, settings)
+
+    assert result["status"] == RunStatus.SUCCEEDED.value, result
+    session.expire_all()
+    run = session.get(ProvisioningRun, run.id)
+    assert [s.name for s in run.steps] == list(STEP_NAMES)
+    assert all(s.status == StepStatus.SUCCEEDED.value for s in run.steps), [(s.name, s.error) for s in run.steps]
+    assert all(s.duration_ms is not None for s in run.steps)
+    assert integration.status == IntegrationStatus.READY.value
+    assert integration.provisioned_at is not None
+
+    catalog = load_catalog(settings.plans_file)
+    assert integration.catalog_revision == catalog.revision
+    token = _token(settings, integration)
+    org = integration.polar_org_id
+    ws = integration.workspace_id
+    products = _api(control, token, "/v1/products/", organization_id=org)
+    by_plan = {p["metadata"][PLAN_KEY]: p for p in products}
+    assert set(by_plan) == {p.id for p in catalog.plans}
+    assert all(p["metadata"][WORKSPACE_KEY] == ws for p in products)
+    assert by_plan["pro-yearly"]["recurring_interval"] == "year"
+    assert {b["metadata"][BENEFIT_KEY] for b in by_plan["pro-monthly"]["benefits"]} == {
+        "core-features",
+        "pro-features",
+        "priority-support",
+    }
+    benefits = _api(control, token, "/v1/benefits/", organization_id=org)
+    assert {b["metadata"][BENEFIT_KEY] for b in benefits} == {b.id for b in catalog.benefits}
+    meters = _api(control, token, "/v1/meters/", organization_id=org)
+    assert {m["metadata"][METER_KEY] for m in meters} == {"api-calls"}
+    endpoints = _api(control, token, "/v1/webhooks/endpoints", organization_id=org)
+    assert len(endpoints) == 1
+    assert endpoints[0]["url"].endswith("/polar/webhooks/" + integration.webhook_path_token)
+    assert set(endpoints[0]["events"]) == set(WEBHOOK_EVENTS)
+    assert integration.webhook_endpoint_id == endpoints[0]["id"]
+    assert integration.webhook_secret and endpoints[0]["secret"] not in integration.webhook_secret
+
+    mappings = session.scalars(select(PolarProductMapping).filter_by(integration_id=integration.id)).all()
+    assert {m.plan_id: m.polar_product_id for m in mappings} == {k: v["id"] for k, v in by_plan.items()}
+
+    snapshot = status_snapshot(session, ws)
+    assert snapshot["status"] == "ready"
+    assert snapshot["organization"]["id"] == org
+    assert [s["status"] for s in snapshot["steps"]] == ["succeeded"] * len(STEP_NAMES)
+    assert {p["plan_id"] for p in snapshot["products"]} == set(by_plan)
+    assert snapshot["webhook_endpoint_id"] == integration.webhook_endpoint_id
+    assert run.api_calls["write"] > 0
+
+
+def test_second_run_makes_no_write_call(session, settings, connect, control):
+    connected = connect()
+    assert provision(connected.run.id, settings)["status"] == "succeeded"
+    control.delete("/_emulator/requests")
+
+    second = create_run(session, connected.integration, trigger="admin")
+    session.commit()
+    result = provision(second.id, settings)
+
+    assert result["status"] == "succeeded"
+    assert writes(control) == []
+    assert result["api_calls"]["write"] == 0
+    # one list call per resource (all < 100 items), nothing else
+    assert result["api_calls"]["read"] == 4
