@@ -95,3 +95,72 @@ def test_second_run_makes_no_write_call(session, settings, connect, control):
     assert result["api_calls"]["write"] == 0
     # one list call per resource (all < 100 items), nothing else
     assert result["api_calls"]["read"] == 4
+
+
+def _product_count(control, settings, integration) -> int:
+    token = _token(settings, integration)
+    return len(_api(control, token, "/v1/products/", organization_id=integration.polar_org_id))
+
+
+def test_lost_create_response_does_not_duplicate(session, settings, connect, control):
+    """Polar creates the product but we see a 500: the run finds it instead of creating it twice."""
+    connected = connect()
+    control.post(
+        "/_emulator/faults", json={"path": "/v1/products/", "method": "POST", "status": 500, "count": 1, "when": "after"}
+    ).raise_for_status()
+
+    assert provision(connected.run.id, settings)["status"] == "succeeded"
+    assert control.get("/_emulator/faults").json()[0]["hits"] == 1
+    assert _product_count(control, settings, connected.integration) == 4
+
+    rerun = create_run(session, connected.integration, trigger="admin")
+    session.commit()
+    assert provision(rerun.id, settings)["status"] == "succeeded"
+    assert _product_count(control, settings, connected.integration) == 4
+
+
+def test_503_and_429_are_retried(session, settings, connect, control):
+    connected = connect()
+    faults = [
+        {"path": "/v1/products/", "method": "GET", "status": 503, "count": 2},
+        {"path": "/v1/benefits/", "method": "POST", "status": 503, "count": 1},
+        {"path": "/v1/meters/", "method": "POST", "status": 429, "retry_after": 1, "count": 1},
+    ]
+    for fault in faults:
+        control.post("/_emulator/faults", json=fault).raise_for_status()
+
+    result = provision(connected.run.id, settings)
+
+    assert result["status"] == "succeeded", result
+    hits = {f["path"] + f["method"]: f["hits"] for f in control.get("/_emulator/faults").json()}
+    assert hits == {"/v1/products/GET": 2, "/v1/benefits/POST": 1, "/v1/meters/POST": 1}
+    assert _product_count(control, settings, connected.integration) == 4
+
+
+def test_missing_scope_fails_the_run_with_an_actionable_message(session, settings, connect, control):
+    from provisioning.connect.models import PolarConnectAttempt
+    from provisioning.connect.service import begin_connect
+    from provisioning.integrations.service import store_tokens, vault_for
+    from provisioning.polar.oauth import PolarOAuth
+    from tests.provisioning.conftest import consent
+
+    connected = connect()
+    # Swap in a grant without webhooks:write, as if the owner had narrowed it on Polar.
+    start = begin_connect(session, settings, workspace_id=connected.owner.workspace_id, user_id=connected.owner.user_id)
+    narrow = " ".join(s for s in load_catalog(settings.plans_file).required_scopes() if s != "webhooks:write")
+    code, _ = consent(start.authorize_url, scope=narrow)
+    verifier = vault_for(settings).decrypt(session.get(PolarConnectAttempt, start.nonce).code_verifier)
+    store_tokens(settings, connected.integration, PolarOAuth(settings).exchange_code(code, verifier))
+    session.commit()
+
+    result = provision(connected.run.id, settings)
+
+    assert result["status"] == "failed"
+    message = "Polar refused: the connection lacks the 'webhooks:write' scope; reconnect Polar to grant it"
+    assert result["error"] == message
+    session.expire_all()
+    run = session.get(ProvisioningRun, connected.run.id)
+    failed = {s.name: s for s in run.steps}["ensure_webhook_endpoint"]
+    assert failed.status == StepStatus.FAILED.value and failed.error == message
+    assert connected.integration.last_error == message
+    assert connected.integration.status == IntegrationStatus.NEEDS_RECONNECT.value

@@ -1,0 +1,175 @@
+"""The connect flow against the emulator's real OAuth server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from provisioning.connect.models import PolarConnectAttempt
+from provisioning.connect.service import ConnectError, begin_connect, choose_organization, complete_connect, disconnect
+from provisioning.connect.state import ConnectState, decode_state, encode_state
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration
+from provisioning.runs.models import ProvisioningRun
+from provisioning.tasks import provision
+from tests.provisioning.conftest import consent
+
+
+def _count(session, model) -> int:
+    return session.scalar(select(func.count()).select_from(model))
+
+
+def _start(session, settings, owner):
+    start = begin_connect(session, settings, workspace_id=owner.workspace_id, user_id=owner.user_id)
+    session.commit()
+    return start
+
+
+def test_authorize_url_has_pkce_scopes_and_an_opaque_state(session, settings, owner):
+    start = _start(session, settings, owner)
+    assert start.authorize_url.startswith(f"{settings.polar_web_url}/oauth2/authorize?")
+    assert "code_challenge_method=S256" in start.authorize_url
+    assert "webhooks%3Awrite" in start.authorize_url
+    assert owner.workspace_id not in start.authorize_url  # the state is encrypted
+    attempt = session.get(PolarConnectAttempt, start.nonce)
+    assert attempt is not None and attempt.consumed_at is None and len(attempt.code_verifier) > 80
+
+
+def test_one_organization_connects_and_queues_a_run(session, settings, connect):
+    connected = connect()
+    integration = connected.integration
+    assert integration.status == IntegrationStatus.PROVISIONING.value
+    assert integration.polar_org_slug == "demo-org"
+    assert connected.run is not None and connected.run.status == "queued"
+    assert [s.status for s in connected.run.steps] == ["pending"] * 6
+    assert "webhooks:write" in integration.scopes
+    assert integration.token_expires_at is not None
+
+
+def test_several_organizations_wait_for_a_choice(session, settings, connect):
+    connected = connect("multi@polar.local")
+    integration = connected.integration
+    assert integration.status == IntegrationStatus.AWAITING_ORGANIZATION.value
+    assert connected.run is None
+    assert sorted(o["slug"] for o in integration.reachable_organizations) == ["acme", "acme-labs"]
+
+    with pytest.raises(ConnectError):
+        choose_organization(session, integration, "not-an-org", connected.owner.user_id)
+    chosen = next(o for o in integration.reachable_organizations if o["slug"] == "acme-labs")
+    run = choose_organization(session, integration, chosen["id"], connected.owner.user_id)
+    session.commit()
+    assert integration.polar_org_id == chosen["id"] and integration.status == "provisioning"
+    assert run.status == "queued"
+
+
+def test_grant_narrowed_to_one_of_several_organizations(session, settings, connect, control):
+    orgs = control.post("/_emulator/users", json={"email": "two@polar.local", "organizations": [
+        {"name": "One", "slug": "one-org"}, {"name": "Two", "slug": "two-org"}]}).json()["organizations"]
+    connected = connect("two@polar.local", organizations=[orgs[1]["id"]])
+    assert connected.integration.polar_org_id == orgs[1]["id"]
+    assert connected.integration.granted_organization_ids == [orgs[1]["id"]]
+
+
+def test_no_organization_creates_one_named_after_the_workspace(session, settings, connect, control, make_owner):
+    control.post("/_emulator/users", json={"email": "noorg@polar.local"}).raise_for_status()
+    owner = make_owner("Zebra Studio")
+    connected = connect("noorg@polar.local", who=owner)
+    integration = connected.integration
+    assert integration.status == "provisioning" and integration.polar_org_id is None
+
+    assert provision(connected.run.id, settings)["status"] == "succeeded"
+    session.refresh(integration)
+    assert integration.polar_org_name == "Zebra Studio"
+    assert integration.polar_org_slug.startswith("zebra-studio-")
+    assert integration.status == "ready"
+
+
+def _refused(session, settings, owner, **kwargs) -> str:
+    before = _count(session, PolarIntegration), _count(session, ProvisioningRun)
+    with pytest.raises(ConnectError) as info:
+        complete_connect(session, settings, **kwargs)
+    session.rollback()
+    assert (_count(session, PolarIntegration), _count(session, ProvisioningRun)) == before
+    return str(info.value)
+
+
+def test_tampered_state_is_refused(session, settings, owner):
+    start = _start(session, settings, owner)
+    code, state = consent(start.authorize_url)
+    tampered = state[:-6] + ("A" if state[-6] != "A" else "B") + state[-5:]
+    message = _refused(
+        session, settings, owner, state=tampered, code=code, user_id=owner.user_id, browser_nonce=start.nonce
+    )
+    assert "could not be verified" in message
+
+
+def test_expired_state_is_refused(session, settings, owner):
+    state = encode_state(
+        settings.secret_key,
+        ConnectState(owner.workspace_id, owner.user_id, "sandbox", "n" * 20, int(time.time()) - 1),
+    )
+    with pytest.raises(ValueError, match="expired"):
+        decode_state(settings.secret_key, state)
+    message = _refused(session, settings, owner, state=state, code="x", user_id=owner.user_id, browser_nonce="n" * 20)
+    assert "expired" in message
+
+
+def test_replayed_state_is_refused(session, settings, owner):
+    start = _start(session, settings, owner)
+    code, state = consent(start.authorize_url)
+    complete_connect(session, settings, state=state, code=code, user_id=owner.user_id, browser_nonce=start.nonce)
+    session.commit()
+    message = _refused(
+        session, settings, owner, state=state, code=code, user_id=owner.user_id, browser_nonce=start.nonce
+    )
+    assert "already used" in message
+
+
+def test_failed_callback_burns_the_attempt_when_committed(session, settings, owner):
+    start = _start(session, settings, owner)
+    code, state = consent(start.authorize_url)
+    with pytest.raises(ConnectError, match="did not accept"):
+        complete_connect(session, settings, state=state, code="bogus", user_id=owner.user_id, browser_nonce=start.nonce)
+    session.commit()  # as the web callback does: only the consumed attempt is kept
+    assert _count(session, PolarIntegration) == 0
+    message = _refused(session, settings, owner, state=state, code=code, user_id=owner.user_id, browser_nonce=start.nonce)
+    assert "already used" in message
+
+
+def test_foreign_user_and_foreign_browser_are_refused(session, settings, owner, make_owner):
+    other = make_owner("Other Workspace")
+    start = _start(session, settings, owner)
+    code, state = consent(start.authorize_url)
+    assert "another user" in _refused(
+        session, settings, owner, state=state, code=code, user_id=other.user_id, browser_nonce=start.nonce
+    )
+    assert "another browser" in _refused(
+        session, settings, owner, state=state, code=code, user_id=owner.user_id, browser_nonce="someone-else"
+    )
+    # the legitimate callback still works afterwards
+    integration = complete_connect(
+        session, settings, state=state, code=code, user_id=owner.user_id, browser_nonce=start.nonce
+    )
+    assert integration.status == "provisioning"
+
+
+def test_missing_scope_is_refused_and_nothing_stored(session, settings, owner):
+    start = _start(session, settings, owner)
+    code, state = consent(start.authorize_url, scope="openid email organizations:read products:read products:write")
+    message = _refused(session, settings, owner, state=state, code=code, user_id=owner.user_id, browser_nonce=start.nonce)
+    assert "webhooks:write" in message and "Connect Polar again" in message
+
+
+def test_disconnect_revokes_and_forgets_tokens(session, settings, connect):
+    from provisioning.integrations.service import access_token
+    from provisioning.polar.oauth import PolarOAuth
+
+    connected = connect()
+    token = access_token(settings, connected.integration)
+    assert disconnect(session, settings, connected.owner.workspace_id, user_id=connected.owner.user_id)
+    session.commit()
+    integration = connected.integration
+    assert integration.access_token is None and integration.refresh_token is None
+    assert integration.status == IntegrationStatus.NOT_CONNECTED.value
+    assert PolarOAuth(settings).introspect(token).active is False
