@@ -72,6 +72,9 @@ def mark_enqueued(database: Database, run_id: str) -> None:
         )
 
 
+_PENDING_KEY = "connect_polar_pending_enqueues"
+
+
 def enqueue_after_commit(
     session: Session,
     run_id: str,
@@ -83,30 +86,30 @@ def enqueue_after_commit(
     """Enqueue the run once ``session`` commits (never if it rolls back), then stamp ``enqueued_at``
     in its own short transaction. A Redis failure is logged, not raised: the run waits for the sweeper.
     """
+    pending = session.info.setdefault(_PENDING_KEY, [])
+    pending.append((run_id, redis_url, database, queue_name))
+    if not event.contains(session, "after_commit", _on_commit):
+        event.listen(session, "after_commit", _on_commit)
+        event.listen(session, "after_soft_rollback", _on_rollback)
 
-    def forget() -> None:
-        for name, fn in (("after_commit", on_commit), ("after_soft_rollback", on_rollback)):
-            if event.contains(session, name, fn):
-                event.remove(session, name, fn)
 
-    def on_commit(_session: Session) -> None:
-        forget()
+def _on_commit(session: Session) -> None:
+    pending = session.info.pop(_PENDING_KEY, [])
+    for run_id, redis_url, database, queue_name in pending:
         try:
             enqueue_run(run_id, redis_url, queue_name=queue_name)
         except redis.exceptions.RedisError as exc:
             log.warning("could not enqueue run %s (%s); the outbox sweeper will", run_id, type(exc).__name__)
-            return
+            continue
         try:
             mark_enqueued(database or get_database(), run_id)
         except Exception as exc:  # the job is queued; a missing stamp only means a harmless re-enqueue
             log.warning("could not stamp enqueued_at on run %s: %s", run_id, type(exc).__name__)
 
-    def on_rollback(_session: Session, previous_transaction: Any) -> None:
-        if getattr(previous_transaction, "parent", None) is None:  # the outermost transaction
-            forget()
 
-    event.listen(session, "after_commit", on_commit)
-    event.listen(session, "after_soft_rollback", on_rollback)
+def _on_rollback(session: Session, previous_transaction: Any) -> None:
+    if getattr(previous_transaction, "parent", None) is None:  # the outermost transaction
+        session.info.pop(_PENDING_KEY, None)
 
 
 def enqueue_pending(

@@ -114,7 +114,8 @@ def connect(session: Session, settings: Settings, owner: Owner) -> Callable[...,
         )
         session.commit()
         runs = sorted(
-            session.query(ProvisioningRun).filter_by(integration_id=integration.id), key=lambda r: r.created_at
+            session.query(ProvisioningRun).filter_by(integration_id=integration.id),
+            key=lambda r: r.created_at,
         )
         return Connected(who, integration, runs[-1] if runs else None)
 

@@ -16,9 +16,9 @@ from tests.provisioning.conftest import writes
 
 
 def _api(control: httpx.Client, token_holder, path: str, **params) -> list[dict]:
-    return control.get(path, params={"limit": 100, **params}, headers={"Authorization": f"Bearer {token_holder}"}).json()[
-        "items"
-    ]
+    return control.get(
+        path, params={"limit": 100, **params}, headers={"Authorization": f"Bearer {token_holder}"}
+    ).json()["items"]
 
 
 def _token(settings, integration) -> str:
@@ -38,7 +38,9 @@ def test_full_run_creates_everything_with_our_metadata(session, settings, connec
     session.expire_all()
     run = session.get(ProvisioningRun, run.id)
     assert [s.name for s in run.steps] == list(STEP_NAMES)
-    assert all(s.status == StepStatus.SUCCEEDED.value for s in run.steps), [(s.name, s.error) for s in run.steps]
+    assert all(s.status == StepStatus.SUCCEEDED.value for s in run.steps), [
+        (s.name, s.error) for s in run.steps
+    ]
     assert all(s.duration_ms is not None for s in run.steps)
     assert integration.status == IntegrationStatus.READY.value
     assert integration.provisioned_at is not None
@@ -106,7 +108,8 @@ def test_lost_create_response_does_not_duplicate(session, settings, connect, con
     """Polar creates the product but we see a 500: the run finds it instead of creating it twice."""
     connected = connect()
     control.post(
-        "/_emulator/faults", json={"path": "/v1/products/", "method": "POST", "status": 500, "count": 1, "when": "after"}
+        "/_emulator/faults",
+        json={"path": "/v1/products/", "method": "POST", "status": 500, "count": 1, "when": "after"},
     ).raise_for_status()
 
     assert provision(connected.run.id, settings)["status"] == "succeeded"
@@ -146,7 +149,9 @@ def test_missing_scope_fails_the_run_with_an_actionable_message(session, setting
 
     connected = connect()
     # Swap in a grant without webhooks:write, as if the owner had narrowed it on Polar.
-    start = begin_connect(session, settings, workspace_id=connected.owner.workspace_id, user_id=connected.owner.user_id)
+    start = begin_connect(
+        session, settings, workspace_id=connected.owner.workspace_id, user_id=connected.owner.user_id
+    )
     narrow = " ".join(s for s in load_catalog(settings.plans_file).required_scopes() if s != "webhooks:write")
     code, _ = consent(start.authorize_url, scope=narrow)
     verifier = vault_for(settings).decrypt(session.get(PolarConnectAttempt, start.nonce).code_verifier)

@@ -8,7 +8,13 @@ import pytest
 from sqlalchemy import func, select
 
 from provisioning.connect.models import PolarConnectAttempt
-from provisioning.connect.service import ConnectError, begin_connect, choose_organization, complete_connect, disconnect
+from provisioning.connect.service import (
+    ConnectError,
+    begin_connect,
+    choose_organization,
+    complete_connect,
+    disconnect,
+)
 from provisioning.connect.state import ConnectState, decode_state, encode_state
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.runs.models import ProvisioningRun
@@ -64,14 +70,21 @@ def test_several_organizations_wait_for_a_choice(session, settings, connect):
 
 
 def test_grant_narrowed_to_one_of_several_organizations(session, settings, connect, control):
-    orgs = control.post("/_emulator/users", json={"email": "two@polar.local", "organizations": [
-        {"name": "One", "slug": "one-org"}, {"name": "Two", "slug": "two-org"}]}).json()["organizations"]
+    orgs = control.post(
+        "/_emulator/users",
+        json={
+            "email": "two@polar.local",
+            "organizations": [{"name": "One", "slug": "one-org"}, {"name": "Two", "slug": "two-org"}],
+        },
+    ).json()["organizations"]
     connected = connect("two@polar.local", organizations=[orgs[1]["id"]])
     assert connected.integration.polar_org_id == orgs[1]["id"]
     assert connected.integration.granted_organization_ids == [orgs[1]["id"]]
 
 
-def test_no_organization_creates_one_named_after_the_workspace(session, settings, connect, control, make_owner):
+def test_no_organization_creates_one_named_after_the_workspace(
+    session, settings, connect, control, make_owner
+):
     control.post("/_emulator/users", json={"email": "noorg@polar.local"}).raise_for_status()
     owner = make_owner("Zebra Studio")
     connected = connect("noorg@polar.local", who=owner)
@@ -111,14 +124,18 @@ def test_expired_state_is_refused(session, settings, owner):
     )
     with pytest.raises(ValueError, match="expired"):
         decode_state(settings.secret_key, state)
-    message = _refused(session, settings, owner, state=state, code="x", user_id=owner.user_id, browser_nonce="n" * 20)
+    message = _refused(
+        session, settings, owner, state=state, code="x", user_id=owner.user_id, browser_nonce="n" * 20
+    )
     assert "expired" in message
 
 
 def test_replayed_state_is_refused(session, settings, owner):
     start = _start(session, settings, owner)
     code, state = consent(start.authorize_url)
-    complete_connect(session, settings, state=state, code=code, user_id=owner.user_id, browser_nonce=start.nonce)
+    complete_connect(
+        session, settings, state=state, code=code, user_id=owner.user_id, browser_nonce=start.nonce
+    )
     session.commit()
     message = _refused(
         session, settings, owner, state=state, code=code, user_id=owner.user_id, browser_nonce=start.nonce
@@ -130,10 +147,14 @@ def test_failed_callback_burns_the_attempt_when_committed(session, settings, own
     start = _start(session, settings, owner)
     code, state = consent(start.authorize_url)
     with pytest.raises(ConnectError, match="did not accept"):
-        complete_connect(session, settings, state=state, code="bogus", user_id=owner.user_id, browser_nonce=start.nonce)
+        complete_connect(
+            session, settings, state=state, code="bogus", user_id=owner.user_id, browser_nonce=start.nonce
+        )
     session.commit()  # as the web callback does: only the consumed attempt is kept
     assert _count(session, PolarIntegration) == 0
-    message = _refused(session, settings, owner, state=state, code=code, user_id=owner.user_id, browser_nonce=start.nonce)
+    message = _refused(
+        session, settings, owner, state=state, code=code, user_id=owner.user_id, browser_nonce=start.nonce
+    )
     assert "already used" in message
 
 
@@ -156,8 +177,12 @@ def test_foreign_user_and_foreign_browser_are_refused(session, settings, owner, 
 
 def test_missing_scope_is_refused_and_nothing_stored(session, settings, owner):
     start = _start(session, settings, owner)
-    code, state = consent(start.authorize_url, scope="openid email organizations:read products:read products:write")
-    message = _refused(session, settings, owner, state=state, code=code, user_id=owner.user_id, browser_nonce=start.nonce)
+    code, state = consent(
+        start.authorize_url, scope="openid email organizations:read products:read products:write"
+    )
+    message = _refused(
+        session, settings, owner, state=state, code=code, user_id=owner.user_id, browser_nonce=start.nonce
+    )
     assert "webhooks:write" in message and "Connect Polar again" in message
 
 
