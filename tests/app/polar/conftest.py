@@ -1,0 +1,86 @@
+"""The connect flow's moving parts, driven over HTTP: our app through the Flask test client,
+the emulator's consent page through httpx, and the job through a real RQ worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from flask.testing import FlaskClient
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.serializers import JSONSerializer
+
+from polar_emulator.config import DEMO_USER_EMAIL
+from provisioning.config import Settings
+from tests.app.conftest import csrf_token
+
+
+@dataclass
+class Consent:
+    """Polar's answer: the callback's query string."""
+
+    query: str
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(self.query).items()}
+
+    @property
+    def callback_path(self) -> str:
+        return f"/polar/callback?{self.query}"
+
+
+def start_connect(client: FlaskClient, workspace_id: str) -> str:
+    """Click Connect Polar; return the authorize URL we are sent to."""
+    token = csrf_token(client, f"/workspaces/{workspace_id}/polar")
+    response = client.post(f"/workspaces/{workspace_id}/polar/connect", data={"csrf_token": token})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    return response.headers["Location"]
+
+
+def consent(
+    authorize_url: str,
+    *,
+    user: str = DEMO_USER_EMAIL,
+    action: str = "allow",
+    organizations: tuple[str, ...] = (),
+) -> Consent:
+    """Open the emulator's consent page and submit it, as a person would (no browser)."""
+    page = httpx.get(authorize_url)
+    assert page.status_code == 200, page.text
+    data: dict[str, str | list[str]] = {"user": user, "action": action}
+    if organizations:
+        data["organizations"] = list(organizations)
+    answer = httpx.post(authorize_url, data=data, follow_redirects=False)
+    assert answer.status_code in (302, 303), answer.text
+    location = urlsplit(answer.headers["location"])
+    assert location.path == "/polar/callback"
+    return Consent(location.query)
+
+
+def run_jobs(redis_url: str, settings: Settings) -> None:
+    """Run every queued job with a real RQ worker, in burst mode, in this process."""
+    connection = Redis.from_url(redis_url)
+    queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
+    SimpleWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
+    connection.close()
+
+
+def status(client: FlaskClient, workspace_id: str) -> dict:
+    response = client.get(f"/workspaces/{workspace_id}/polar/status")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+@pytest.fixture
+def connect(settings: Settings, redis_url: str):
+    """Click, consent and call back: returns the callback response."""
+
+    def _connect(client: FlaskClient, workspace_id: str, **consent_args):
+        answer = consent(start_connect(client, workspace_id), **consent_args)
+        return client.get(answer.callback_path)
+
+    return _connect
