@@ -1,0 +1,244 @@
+"""``make run``: everything a local run needs, in one command.
+
+Creates ``instance/`` with persisted development secrets, migrates a SQLite database (unless
+``DATABASE_URL`` is set), seeds the demo owner and workspace, makes sure Redis answers (starting a
+local ``redis-server`` when there is one), starts the Polar emulator when no Polar client is
+configured, then runs the web server and an RQ worker until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = ROOT / "instance"
+DEV_ENV = INSTANCE / "dev.env"
+BIN = Path(sys.executable).parent
+WEB_HOST, WEB_PORT = "127.0.0.1", 5000
+EMULATOR_HOST, EMULATOR_PORT = "127.0.0.1", 8765
+
+
+def say(message: str) -> None:
+    print(f"[make run] {message}", flush=True)
+
+
+def load_dev_env() -> dict[str, str]:
+    """Secrets generated once and kept in instance/dev.env, so sessions and tokens survive restarts."""
+    INSTANCE.mkdir(exist_ok=True)
+    stored: dict[str, str] = {}
+    if DEV_ENV.exists():
+        for line in DEV_ENV.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not key.startswith("#"):
+                stored[key.strip()] = value.strip()
+    generated = {
+        "SECRET_KEY": lambda: secrets.token_urlsafe(48),
+        "POLAR_TOKEN_ENCRYPTION_KEY": lambda: Fernet.generate_key().decode(),
+    }
+    changed = False
+    for key, make in generated.items():
+        if key not in stored:
+            stored[key] = make()
+            changed = True
+    if changed:
+        DEV_ENV.write_text(
+            "# Development secrets made by `make run`. Never use them in production.\n"
+            + "".join(f"{k}={v}\n" for k, v in stored.items())
+        )
+        DEV_ENV.chmod(0o600)
+    return stored
+
+
+def build_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in load_dev_env().items():
+        env.setdefault(key, value)
+    env.setdefault("DATABASE_URL", f"sqlite:///{INSTANCE / 'connect_polar.db'}")
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    env.setdefault("FLASK_APP", "wsgi")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_for(check, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"[make run] {what} did not come up within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+class Children:
+    """The child processes of this run, stopped together."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self) -> None:
+        for _name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for _name, proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def exited(self) -> tuple[str, int] | None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                return name, proc.returncode
+        return None
+
+
+def ensure_redis(env: dict[str, str], children: Children) -> None:
+    url = env["REDIS_URL"]
+    if redis_answers(url):
+        return
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+    server = shutil.which("redis-server")
+    if host not in ("127.0.0.1", "localhost") or server is None:
+        raise SystemExit(
+            f"[make run] Redis does not answer at {url}.\n"
+            "  Install Redis (Debian/Ubuntu: `sudo apt-get install redis-server`, macOS: `brew install redis`)\n"
+            "  and run `make run` again, or point REDIS_URL at a Redis that is running."
+        )
+    say(f"starting a local redis-server on {host}:{port}")
+    children.start(
+        "redis",
+        [
+            server,
+            "--bind",
+            host,
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(INSTANCE),
+        ],
+        env,
+    )
+    wait_for(lambda: redis_answers(url), "redis-server")
+
+
+def ensure_polar(env: dict[str, str], children: Children) -> bool:
+    """Start the emulator and point the app at it when no Polar client is configured."""
+    if env.get("POLAR_OAUTH_CLIENT_ID"):
+        return False
+    from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+
+    url = f"http://{EMULATOR_HOST}:{EMULATOR_PORT}"
+    if port_open(EMULATOR_HOST, EMULATOR_PORT):
+        say(f"something already listens on {url}: using it as the Polar emulator")
+    else:
+        say(f"no POLAR_OAUTH_CLIENT_ID: starting the Polar emulator on {url}")
+        args = [sys.executable, "-m", "polar_emulator", "--host", EMULATOR_HOST, "--port", str(EMULATOR_PORT)]
+        children.start("emulator", args, env)
+        wait_for(lambda: port_open(EMULATOR_HOST, EMULATOR_PORT), "the Polar emulator")
+    env.update(
+        POLAR_API_URL=url,
+        POLAR_WEB_URL=url,
+        POLAR_OAUTH_CLIENT_ID=DEMO_CLIENT_ID,
+        POLAR_OAUTH_CLIENT_SECRET=DEMO_CLIENT_SECRET,
+        POLAR_OAUTH_REDIRECT_URI=f"http://{WEB_HOST}:{WEB_PORT}/polar/callback",
+    )
+    return True
+
+
+def flask(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"[make run] `flask {' '.join(args)}` failed")
+    return result.stdout
+
+
+def worker_args(env: dict[str, str]) -> list[str]:
+    args = [str(BIN / "rq"), "worker", "--serializer", "rq.serializers.JSONSerializer", "--with-scheduler"]
+    if sys.platform == "darwin":  # forking after Objective-C initialisation crashes on macOS
+        args += ["--worker-class", "rq.worker.SimpleWorker"]
+    return [*args, "--url", env["REDIS_URL"], "provisioning"]
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    env = build_env()
+    children = Children()
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if port_open(WEB_HOST, WEB_PORT):
+            raise SystemExit(f"[make run] port {WEB_PORT} is already in use: stop what runs there first")
+        ensure_redis(env, children)
+        emulated = ensure_polar(env, children)
+        say("migrating the database")
+        flask(env, "db", "upgrade")
+        login = flask(env, "seed-demo").strip()
+        children.start(
+            "web",
+            [str(BIN / "flask"), "--app", "wsgi", "run", "--host", WEB_HOST, "--port", str(WEB_PORT)],
+            env,
+        )
+        children.start("worker", worker_args(env), env)
+        wait_for(lambda: port_open(WEB_HOST, WEB_PORT), "the web server")
+        print("", flush=True)
+        say(f"Connect Polar is running: http://{WEB_HOST}:{WEB_PORT}/")
+        say(login)
+        if emulated:
+            say(
+                f"Polar is the local emulator (http://{EMULATOR_HOST}:{EMULATOR_PORT}); on its consent page "
+                "pick demo@polar.local and Allow"
+            )
+        say("Ctrl-C stops everything")
+        while (ended := children.exited()) is None:
+            time.sleep(0.5)
+        say(f"{ended[0]} exited with status {ended[1]}: stopping")
+    except KeyboardInterrupt:
+        print("", flush=True)
+        say("stopping")
+    finally:
+        children.stop()
+
+
+if __name__ == "__main__":
+    main()
