@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from provisioning.config import ConfigError, Settings
 from provisioning.db import Database, configure
@@ -39,6 +40,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         TESTING=settings.env == "test",
     )
     app.extensions["connect_polar.settings"] = settings
+    if settings.is_production:
+        # Behind one proxy (Heroku's router, a load balancer): trust its scheme and client address.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
 
     from app import database as web_db
     from app import security

@@ -1,0 +1,55 @@
+"""create_app: configuration checks, cookies and the WSGI entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from app import create_app
+from provisioning.config import ConfigError, Settings
+from provisioning.db import Database
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _production(settings: Settings, **changes: object) -> Settings:
+    values: dict[str, object] = {
+        "env": "production",
+        "secret_key": "s" * 48,
+        "database_url": "postgresql+psycopg://db.example/app",
+        "token_encryption_keys": [Fernet.generate_key()],
+    }
+    return replace(settings, **{**values, **changes})
+
+
+def test_production_refuses_a_weak_secret(settings: Settings, database: Database) -> None:
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        create_app(_production(settings, secret_key="short"), database=database)
+
+
+def test_production_cookies_are_secure(settings: Settings, database: Database) -> None:
+    app = create_app(_production(settings), database=database)
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["SESSION_COOKIE_HTTPONLY"] is True
+    assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_development_cookies_work_over_http(settings: Settings, database: Database) -> None:
+    app = create_app(settings, database=database)
+    assert app.config["SESSION_COOKIE_SECURE"] is False
+
+
+def test_wsgi_stops_with_the_setting_named() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POLAR_", "SECRET_KEY"))}
+    env.update(APP_ENV="production", DATABASE_URL="postgresql://db.example/app")
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "Configuration error: SECRET_KEY" in result.stderr
