@@ -7,15 +7,14 @@ blueprints and CLI commands are attached here; nothing runs at import time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-from flask import Flask, render_template
-from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from provisioning.config import ConfigError, Settings
 from provisioning.db import Database, configure
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = ROOT / "migrations"
@@ -23,6 +22,11 @@ MIGRATIONS_DIR = ROOT / "migrations"
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> Flask:
     """Build the app. A :class:`ConfigError` (bad setting or plan catalog) aborts start-up."""
+    # Flask is imported here, not at module level, so ``app.accounts.models`` (plain SQLAlchemy)
+    # can be imported without Flask, e.g. by Alembic or a worker that needs the shared metadata.
+    from flask import Flask
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
     settings = settings or Settings.from_env()
     settings.check()
     _validate_catalog(settings)
@@ -80,6 +84,10 @@ def _validate_catalog(settings: Settings) -> None:
 
 
 def _register_error_pages(app: Flask) -> None:
+    from flask import render_template
+    from flask_wtf.csrf import CSRFError
+    from werkzeug.exceptions import HTTPException
+
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError):
         message = "Your form expired or was not sent from this site. Go back, reload the page and try again."

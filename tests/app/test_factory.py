@@ -53,3 +53,9 @@ def test_wsgi_stops_with_the_setting_named() -> None:
     )
     assert result.returncode == 1
     assert "Configuration error: SECRET_KEY" in result.stderr
+
+
+def test_the_account_models_import_without_flask() -> None:
+    """Alembic and workers may need the shared metadata; they must not pull in Flask for it."""
+    code = "import sys, app.accounts.models; sys.exit('flask' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
