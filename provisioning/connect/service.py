@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -164,7 +165,12 @@ def _store_connection(
     user_id: str,
     catalog: Catalog,
 ) -> PolarIntegration:
-    intro = oauth.introspect(tokens.access_token)
+    # Introspection and the organization list each need only the token: one round trip for both.
+    api = PolarApi(settings.polar_api_url, tokens.access_token)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        orgs_future = pool.submit(_reachable_organizations, api)
+        intro = oauth.introspect(tokens.access_token)
+        orgs = orgs_future.result()
     if not intro.active:
         raise ConnectError("Polar reports the new access token as inactive; click Connect Polar again")
     granted = set(intro.scopes) or set(tokens.scope.split())
@@ -175,13 +181,6 @@ def _store_connection(
             + ", ".join(missing)
             + "); click Connect Polar again and allow them"
         )
-    api = PolarApi(settings.polar_api_url, tokens.access_token)
-    orgs = [
-        {"id": o.id, "name": o.name, "slug": o.slug}
-        for o in api.list_all(
-            api.sdk.organizations.list, action="list your Polar organizations", scope="organizations:read"
-        )
-    ]
 
     integration = get_or_create_integration(session, payload.workspace_id, payload.environment)
     integration.environment = payload.environment
@@ -211,6 +210,15 @@ def _store_connection(
     integration.status = IntegrationStatus.PROVISIONING.value
     create_run(session, integration, trigger="connect", user_id=user_id)
     return integration
+
+
+def _reachable_organizations(api: PolarApi) -> list[dict[str, Any]]:
+    return [
+        {"id": o.id, "name": o.name, "slug": o.slug}
+        for o in api.list_all(
+            api.sdk.organizations.list, action="list your Polar organizations", scope="organizations:read"
+        )
+    ]
 
 
 def _set_organization(integration: PolarIntegration, org: dict[str, Any]) -> None:
