@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 from flask import Flask
@@ -83,20 +81,16 @@ def plans_check(file: Path | None) -> None:
 def plans_diff(workspace_id: str) -> None:
     """Print what provisioning would create, change or archive in the workspace's organization."""
     from provisioning.catalog import plan_diff
+    from provisioning.polar.errors import ProvisioningError
 
-    result: Any = plan_diff(db_session(), settings(), workspace_id)
-    db_session().rollback()
-    click.echo(_format_diff(result))
-
-
-def _format_diff(result: Any) -> str:
-    if isinstance(result, str):
-        return result
-    if hasattr(result, "format"):
-        return str(result.format())
-    if isinstance(result, list | tuple):
-        return "\n".join(str(line) for line in result) or "up to date: nothing to change"
-    return json.dumps(result, indent=2, default=str)
+    db = db_session()
+    try:
+        lines = plan_diff(db, settings(), workspace_id)
+    except ProvisioningError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        db.rollback()  # a dry run: nothing to keep
+    click.echo("\n".join(lines) if lines else "up to date: provisioning would change nothing")
 
 
 def init_app(app: Flask) -> None:

@@ -86,4 +86,19 @@ def test_plans_diff_on_a_provisioned_workspace_changes_nothing(
     run_jobs(redis_url, settings)
     result = app.test_cli_runner().invoke(args=["plans", "diff", workspace.id])
     assert result.exit_code == 0, result.output
-    assert result.output.strip()
+    assert "up to date" in result.output
+
+
+def test_plans_diff_on_a_new_connection_lists_the_creates(
+    app: Flask, owner_client: FlaskClient, workspace: Workspace
+) -> None:
+    owner_client.get(consent(start_connect(owner_client, workspace.id)).callback_path)
+    result = app.test_cli_runner().invoke(args=["plans", "diff", workspace.id])
+    assert result.exit_code == 0, result.output
+    assert "create product 'free'" in result.output
+
+
+def test_plans_diff_needs_a_connection(app: Flask, workspace: Workspace) -> None:
+    result = app.test_cli_runner().invoke(args=["plans", "diff", workspace.id])
+    assert result.exit_code == 1
+    assert "not connected" in result.output
