@@ -192,10 +192,7 @@ def flask(env: dict[str, str], *args: str) -> str:
 
 
 def worker_args(env: dict[str, str]) -> list[str]:
-    args = [str(BIN / "rq"), "worker", "--serializer", "rq.serializers.JSONSerializer", "--with-scheduler"]
-    if sys.platform == "darwin":  # forking after Objective-C initialisation crashes on macOS
-        args += ["--worker-class", "rq.worker.SimpleWorker"]
-    return [*args, "--url", env["REDIS_URL"], "provisioning"]
+    return [str(BIN / "python"), str(ROOT / "worker.py")]
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

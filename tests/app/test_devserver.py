@@ -22,10 +22,9 @@ def test_dev_secrets_are_generated_once_and_kept(tmp_path: Path, monkeypatch: py
     assert (tmp_path / "instance" / "dev.env").stat().st_mode & 0o077 == 0
 
 
-def test_the_worker_uses_the_json_serializer() -> None:
+def test_the_worker_is_the_projects_worker_entry_point() -> None:
     args = devserver.worker_args({"REDIS_URL": "redis://127.0.0.1:6379/0"})
-    assert args[args.index("--serializer") + 1] == "rq.serializers.JSONSerializer"
-    assert args[-1] == "provisioning"
+    assert args[-1].endswith("worker.py")
 
 
 def test_redis_answers_is_false_when_nothing_listens() -> None:

@@ -1,0 +1,73 @@
+"""The worker process's entry point: ``python worker.py [--burst]`` (Procfile ``worker``).
+
+Like ``wsgi.py`` for the web, this is where the process is composed: it loads every table of the
+shared metadata (the domain's and the web layer's account tables, which the domain's foreign keys
+name), configures the database, sweeps the outbox for runs whose enqueue was lost, and runs an RQ
+worker with the JSON serializer on the provisioning queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+
+from rq import SimpleWorker, Worker
+from rq.serializers import JSONSerializer
+
+import app.accounts.models  # noqa: F401  (tables that provisioning's foreign keys refer to)
+import provisioning.models  # noqa: F401
+from provisioning import queue
+from provisioning.config import ConfigError, Settings
+from provisioning.db import Database, configure
+
+SWEEP_EVERY_SECONDS = 30.0
+log = logging.getLogger("connect_polar.worker")
+
+
+def sweep(database: Database, settings: Settings) -> None:
+    try:
+        enqueued = queue.enqueue_pending(database, settings.redis_url, queue_name=settings.queue_name)
+    except Exception:  # the sweeper must never take the worker down
+        log.exception("outbox sweep failed")
+        return
+    if enqueued:
+        log.info("outbox: enqueued %d waiting run(s)", len(enqueued))
+
+
+def _sweep_forever(database: Database, settings: Settings, stop: threading.Event) -> None:
+    while not stop.wait(SWEEP_EVERY_SECONDS):
+        sweep(database, settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python worker.py", description=__doc__)
+    parser.add_argument("--burst", action="store_true", help="work until the queue is empty, then exit")
+    parser.add_argument("--simple", action="store_true", help="run jobs in this process (no fork)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr)
+        return 2
+    database = configure(Database(url=settings.database_url))
+    sweep(database, settings)
+    stop = threading.Event()
+    if not args.burst:
+        threading.Thread(target=_sweep_forever, args=(database, settings, stop), daemon=True).start()
+    connection = queue.connect(settings.redis_url)
+    worker_class = SimpleWorker if args.simple or sys.platform == "darwin" else Worker
+    worker = worker_class(
+        [queue.get_queue(connection, settings.queue_name)], connection=connection, serializer=JSONSerializer
+    )
+    try:
+        worker.work(burst=args.burst, with_scheduler=not args.burst)
+    finally:
+        stop.set()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
