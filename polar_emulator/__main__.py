@@ -16,14 +16,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument(
-        "--strict-webhook-urls", action="store_true", help="refuse loopback and private webhook URLs, as polar.sh"
+        "--strict-webhook-urls",
+        action="store_true",
+        help="refuse loopback and private webhook URLs, as polar.sh",
     )
     parser.add_argument(
-        "--webhook-retry-scale", type=float, default=1.0, help="multiply Polar's webhook retry delays (e.g. 0.01)"
+        "--webhook-retry-scale",
+        type=float,
+        default=1.0,
+        help="multiply Polar's webhook retry delays (e.g. 0.01)",
     )
     parser.add_argument("--redirect-uri", action="append", help="the demo client's redirect URI (repeatable)")
     args = parser.parse_args(argv)
-    config = EmulatorConfig(strict_webhook_urls=args.strict_webhook_urls, webhook_retry_scale=args.webhook_retry_scale)
+    config = EmulatorConfig(
+        strict_webhook_urls=args.strict_webhook_urls, webhook_retry_scale=args.webhook_retry_scale
+    )
     if args.redirect_uri:
         config.demo_redirect_uris = tuple(args.redirect_uri)
     app = create_app(config)
@@ -36,7 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"               POLAR_OAUTH_CLIENT_SECRET={DEMO_CLIENT_SECRET}", flush=True)
     print(f"  redirect URIs: {', '.join(config.demo_redirect_uris)}", flush=True)
     print(f"  demo user on the consent page: {DEMO_USER_EMAIL}", flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")).run(sockets=[sock])
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")).run(
+        sockets=[sock]
+    )
 
 
 if __name__ == "__main__":

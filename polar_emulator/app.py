@@ -29,7 +29,9 @@ def _validation_error(request: Request, exc: Exception) -> Response:
         if "ctx" in err:
             item["ctx"] = {k: str(v) for k, v in err["ctx"].items()}
         detail.append(item)
-    return JSONResponse(jsonable_encoder({"error": "RequestValidationError", "detail": detail}), status_code=422)
+    return JSONResponse(
+        jsonable_encoder({"error": "RequestValidationError", "detail": detail}), status_code=422
+    )
 
 
 def create_app(config: EmulatorConfig | None = None) -> FastAPI:

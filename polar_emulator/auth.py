@@ -106,7 +106,9 @@ def payload_organization(request: Request, subject: AuthSubject, organization_id
         )
     if organization_id not in reachable:
         raise validation_error(
-            validation_item(["body", "organization_id"], "Organization not found.", "value_error", organization_id)
+            validation_item(
+                ["body", "organization_id"], "Organization not found.", "value_error", organization_id
+            )
         )
     note(request, organization_id=organization_id)
     return organization_id

@@ -19,7 +19,12 @@ from polar_emulator.store import Store
 
 SUPPORTED_VERSIONS = ("2026-04", "2026-10")
 DEFAULT_VERSION = "2026-04"
-_STATUS_TEXT = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+_STATUS_TEXT = {
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

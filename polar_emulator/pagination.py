@@ -23,11 +23,18 @@ def page_params(request: Request) -> tuple[int, int]:
             value = default if raw is None else int(raw)
         except ValueError:
             errors.append(
-                validation_item(["query", name], "Input should be a valid integer, unable to parse string as an integer", "int_parsing", raw)
+                validation_item(
+                    ["query", name],
+                    "Input should be a valid integer, unable to parse string as an integer",
+                    "int_parsing",
+                    raw,
+                )
             )
             continue
         if value <= 0:
-            errors.append(validation_item(["query", name], "Input should be greater than 0", "greater_than", raw))
+            errors.append(
+                validation_item(["query", name], "Input should be greater than 0", "greater_than", raw)
+            )
         values[name] = value
     if errors:
         raise ApiError(422, {"error": "RequestValidationError", "detail": errors})

@@ -112,9 +112,13 @@ class Settings:
         if not self.is_production:
             return
         if not self.secret_key or self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32:
-            raise ConfigError("SECRET_KEY is missing or weak: set at least 32 random characters in production")
+            raise ConfigError(
+                "SECRET_KEY is missing or weak: set at least 32 random characters in production"
+            )
         if not self.token_encryption_keys:
-            raise ConfigError("POLAR_TOKEN_ENCRYPTION_KEY is missing: set one or more Fernet keys in production")
+            raise ConfigError(
+                "POLAR_TOKEN_ENCRYPTION_KEY is missing: set one or more Fernet keys in production"
+            )
         if not self.polar_configured:
             raise ConfigError("POLAR_OAUTH_CLIENT_ID and POLAR_OAUTH_CLIENT_SECRET must be set in production")
         if self.database_url.startswith("sqlite"):

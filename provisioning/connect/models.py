@@ -16,7 +16,9 @@ class PolarConnectAttempt(Base):
     __tablename__ = "polar_connect_attempt"
 
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
-    workspace_id: Mapped[str] = mapped_column(String(36), ForeignKey("workspace.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("workspace.id", ondelete="CASCADE"), index=True
+    )
     user_id: Mapped[str] = mapped_column(String(36), ForeignKey("users.id", ondelete="CASCADE"))
     environment: Mapped[str] = mapped_column(String(16))
     code_verifier: Mapped[str] = mapped_column(Text)  # encrypted

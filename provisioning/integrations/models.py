@@ -58,7 +58,9 @@ class PolarIntegration(Base):
     webhook_endpoint_id: Mapped[str | None] = mapped_column(String(64))
     webhook_secret: Mapped[str | None] = mapped_column(Text)  # encrypted
     # The unguessable path segment of this integration's webhook URL.
-    webhook_path_token: Mapped[str] = mapped_column(String(64), unique=True, default=lambda: new_id().replace("-", ""))
+    webhook_path_token: Mapped[str] = mapped_column(
+        String(64), unique=True, default=lambda: new_id().replace("-", "")
+    )
     last_error: Mapped[str | None] = mapped_column(Text)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

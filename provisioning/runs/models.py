@@ -59,7 +59,9 @@ class ProvisioningStep(Base):
     __table_args__ = (UniqueConstraint("run_id", "name"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    run_id: Mapped[str] = mapped_column(String(36), ForeignKey("provisioning_run.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("provisioning_run.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(64))
     position: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=StepStatus.PENDING.value)
