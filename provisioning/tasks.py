@@ -72,7 +72,9 @@ class _Provisioner:
     def run(self) -> dict[str, Any]:
         run = self.session.get(ProvisioningRun, self.run_id)
         if run is None:
-            raise LookupError(f"provisioning run {self.run_id} does not exist")
+            # Deleted with its workspace, or a job from another database: nothing to retry.
+            log.warning("provisioning run %s does not exist; dropping its job", self.run_id)
+            return {"run_id": self.run_id, "status": "missing"}
         if run.status == RunStatus.SUCCEEDED.value:
             return {"run_id": run.id, "status": run.status, "api_calls": run.api_calls}
         integration = self.session.get(PolarIntegration, run.integration_id)

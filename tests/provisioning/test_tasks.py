@@ -169,3 +169,9 @@ def test_missing_scope_fails_the_run_with_an_actionable_message(session, setting
     assert failed.status == StepStatus.FAILED.value and failed.error == message
     assert connected.integration.last_error == message
     assert connected.integration.status == IntegrationStatus.NEEDS_RECONNECT.value
+
+
+def test_a_job_for_a_run_that_no_longer_exists_is_dropped_not_retried(session, settings):
+    result = provision("00000000-0000-4000-8000-000000000000", settings)
+
+    assert result == {"run_id": "00000000-0000-4000-8000-000000000000", "status": "missing"}
