@@ -65,9 +65,11 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from app.accounts import views as accounts_views
     from app.polar import cli as polar_cli
     from app.polar import views as polar_views
+    from app.polar import webhooks as polar_webhooks
 
     accounts_views.init_app(app)
     polar_views.init_app(app, callback_path)
+    polar_webhooks.init_app(app)
     accounts_cli.init_app(app)
     polar_cli.init_app(app)
     _register_error_pages(app)

@@ -3,12 +3,14 @@
 from provisioning.connect.models import PolarConnectAttempt
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration, PolarProductMapping
 from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
+from provisioning.webhooks.models import PolarWebhookEvent
 
 __all__ = [
     "IntegrationStatus",
     "PolarConnectAttempt",
     "PolarIntegration",
     "PolarProductMapping",
+    "PolarWebhookEvent",
     "ProvisioningRun",
     "ProvisioningStep",
     "RunStatus",

@@ -1,0 +1,38 @@
+"""Polar's webhook deliveries to an integration: ``POST /polar/webhooks/<path_token>``.
+
+No session and no CSRF token: the Standard Webhooks signature is the authentication. Answers
+202 once recorded (or already recorded: Polar retries with the same ``webhook-id``), 403 for a bad
+signature, 404 for an unknown endpoint, 400/413 for a body that is not a JSON object or too large.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, jsonify, request
+from werkzeug.wrappers import Response
+
+from app.database import db_session, settings
+from app.extensions import csrf
+from provisioning.webhooks.service import MAX_BODY_BYTES, WebhookRejected, receive
+
+bp = Blueprint("polar_webhooks", __name__)
+
+
+@bp.post("/polar/webhooks/<path_token>")
+@csrf.exempt
+def deliver(path_token: str) -> tuple[Response, int]:
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return jsonify(error="payload too large"), 413
+    db = db_session()
+    try:
+        receipt = receive(
+            db, settings(), path_token=path_token, body=request.get_data(cache=False), headers=request.headers
+        )
+    except WebhookRejected as exc:
+        db.rollback()
+        return jsonify(error=str(exc)), exc.status
+    db.commit()
+    return jsonify(received=receipt.event_type, duplicate=receipt.duplicate), 202
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

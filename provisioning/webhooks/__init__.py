@@ -1,0 +1,1 @@
+"""Webhook events Polar sends to an integration's endpoint: verified, deduplicated, recorded."""

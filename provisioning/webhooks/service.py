@@ -1,0 +1,125 @@
+"""Receive one webhook delivery: find the integration by its URL, verify, deduplicate, record.
+
+Verification uses the ``standardwebhooks`` library (what Polar signs with) and accepts both of
+Polar's schemes, as polar-sdk's ``validate_event`` does: Polar's original HMAC keyed by the UTF-8
+bytes of the whole ``whsec_`` secret (given to the library base64-encoded), and Standard Webhooks
+proper (the base64 remainder after ``whsec_``); the 5-minute timestamp window is enforced.
+``validate_event`` itself is not used: it also loads the payload into polar-sdk's dataclasses, which
+costs seconds of loader compilation on first use and fails on some correctly signed payloads
+(polar-sdk 1.0.2 types ``CustomerStateSubscription.status`` wrongly), while we record the JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from provisioning.config import Settings
+from provisioning.integrations.models import PolarIntegration
+from provisioning.integrations.service import vault_for
+from provisioning.webhooks.models import PolarWebhookEvent
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class WebhookRejected(Exception):
+    """The delivery is refused; ``status`` is the HTTP status to answer, the message says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Receipt:
+    event_type: str
+    webhook_id: str
+    duplicate: bool
+
+
+def receive(
+    session: Session, settings: Settings, *, path_token: str, body: bytes, headers: Mapping[str, str]
+) -> Receipt:
+    """Verify and record a delivery (flushes; the caller commits). Raises WebhookRejected."""
+    integration = _integration_for(session, path_token)
+    if integration is None:
+        raise WebhookRejected(404, "no webhook endpoint here")
+    if not integration.webhook_secret:
+        # Polar starts delivering as soon as it created the endpoint, before the run stored its
+        # secret: answer with a failure Polar retries.
+        raise WebhookRejected(503, "this webhook endpoint is being set up; retry later")
+    if len(body) > MAX_BODY_BYTES:
+        raise WebhookRejected(413, "payload too large")
+    lowered = {k.lower(): v for k, v in headers.items()}
+    secret = vault_for(settings).decrypt(integration.webhook_secret)
+    if not _verified(body, lowered, secret):
+        raise WebhookRejected(403, "invalid webhook signature")
+    payload = _as_dict(body)
+    event_type = str(payload.get("type") or "unknown")[:64]
+
+    webhook_id = lowered["webhook-id"]
+    existing = session.scalar(
+        select(PolarWebhookEvent.id).where(
+            PolarWebhookEvent.integration_id == integration.id, PolarWebhookEvent.webhook_id == webhook_id
+        )
+    )
+    if existing is not None:
+        return Receipt(event_type, webhook_id, duplicate=True)
+    try:
+        with session.begin_nested():
+            session.add(
+                PolarWebhookEvent(
+                    integration_id=integration.id,
+                    webhook_id=webhook_id,
+                    event_type=event_type,
+                    payload=payload,
+                )
+            )
+    except IntegrityError:  # the same delivery, recorded by a concurrent request
+        return Receipt(event_type, webhook_id, duplicate=True)
+    log.info("webhook %s (%s) received for integration %s", webhook_id, event_type, integration.id)
+    return Receipt(event_type, webhook_id, duplicate=False)
+
+
+def _integration_for(session: Session, path_token: str) -> PolarIntegration | None:
+    integration = session.scalar(
+        select(PolarIntegration).where(PolarIntegration.webhook_path_token == path_token)
+    )
+    # The token is the lookup key; compare it in constant time anyway before trusting the match.
+    if integration is not None and hmac.compare_digest(integration.webhook_path_token, path_token):
+        return integration
+    return None
+
+
+def _verified(body: bytes, headers: Mapping[str, str], secret: str) -> bool:
+    keys = [base64.b64encode(secret.encode()).decode(), secret]  # Polar's original, then standard
+    for key in keys:
+        try:
+            Webhook(key).verify(body, dict(headers), json_parse=False)
+            return True
+        except (WebhookVerificationError, ValueError, binascii.Error):
+            continue
+    return False
+
+
+def _as_dict(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise WebhookRejected(400, "the payload is not JSON") from None
+    if not isinstance(payload, dict):
+        raise WebhookRejected(400, "the payload is not a JSON object")
+    return payload
