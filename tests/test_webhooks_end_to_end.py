@@ -23,6 +23,7 @@ from provisioning.db import Database
 from provisioning.integrations.models import PolarIntegration
 from provisioning.reconcile.webhook import WEBHOOK_EVENTS
 from provisioning.runs.models import ProvisioningRun
+from provisioning.runs.service import status_snapshot
 from provisioning.tasks import provision
 from provisioning.webhooks.models import PolarWebhookEvent
 from tests.provisioning.conftest import consent
@@ -118,3 +119,7 @@ def test_events_of_a_purchase_reach_the_app_signed_and_are_recorded_once(
     types = {r.event_type for r in rows}
     assert {"order.created", "subscription.created", "subscription.active", "customer.state_changed"} <= types
     assert types <= set(WEBHOOK_EVENTS)
+    with committing_database.transaction() as session:
+        summary = status_snapshot(session, workspace_id)["webhooks"]
+    assert summary["received"] == len(rows)
+    assert summary["last_type"] in types

@@ -69,6 +69,13 @@
       orgNode.textContent = "—";
     }
     document.getElementById("webhook-endpoint").textContent = snapshot.webhook_endpoint_id || "—";
+    const hooks = snapshot.webhooks;
+    const hooksNode = document.getElementById("webhook-events");
+    if (hooks && hooks.received) {
+      hooksNode.replaceChildren(hooks.received + " received, the latest ", el("code", "", hooks.last_type));
+    } else {
+      hooksNode.textContent = "none yet";
+    }
     const error = document.getElementById("last-error");
     error.textContent = snapshot.last_error || "";
     error.hidden = !snapshot.last_error;

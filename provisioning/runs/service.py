@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from provisioning.catalog import Catalog, CatalogError, load_catalog
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import get_integration
 from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
+from provisioning.webhooks.models import PolarWebhookEvent
 
 STEP_NAMES = (
     "resolve_organization",
@@ -63,6 +64,26 @@ def _catalog_at(path: str) -> Catalog | None:
         return None
 
 
+def webhook_summary(session: Session, integration_id: str) -> dict[str, Any]:
+    """How many webhook events Polar delivered, and the latest one's type and time."""
+    received = session.scalar(
+        select(func.count())
+        .select_from(PolarWebhookEvent)
+        .where(PolarWebhookEvent.integration_id == integration_id)
+    )
+    last = session.execute(
+        select(PolarWebhookEvent.event_type, PolarWebhookEvent.received_at)
+        .where(PolarWebhookEvent.integration_id == integration_id)
+        .order_by(PolarWebhookEvent.received_at.desc())
+        .limit(1)
+    ).first()
+    return {
+        "received": received or 0,
+        "last_type": last.event_type if last else None,
+        "last_received_at": last.received_at.isoformat() if last else None,
+    }
+
+
 def status_snapshot(session: Session, workspace_id: str, *, catalog: Catalog | None = None) -> dict[str, Any]:
     """What the owner's billing page shows. Never contains a token or a webhook secret."""
     integration = get_integration(session, workspace_id)
@@ -74,6 +95,7 @@ def status_snapshot(session: Session, workspace_id: str, *, catalog: Catalog | N
             "steps": [],
             "products": [],
             "webhook_endpoint_id": None,
+            "webhooks": {"received": 0, "last_type": None, "last_received_at": None},
             "last_error": None,
             "run": None,
             "provisioned_at": None,
@@ -118,6 +140,7 @@ def status_snapshot(session: Session, workspace_id: str, *, catalog: Catalog | N
             for m in integration.product_mappings
         ],
         "webhook_endpoint_id": integration.webhook_endpoint_id,
+        "webhooks": webhook_summary(session, integration.id),
         "last_error": integration.last_error,
         "run": {"id": run.id, "status": run.status, "error": run.error} if run else None,
         "provisioned_at": integration.provisioned_at.isoformat() if integration.provisioned_at else None,
