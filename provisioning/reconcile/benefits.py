@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from provisioning.catalog.desired import BENEFIT_KEY, WORKSPACE_KEY, benefit_body, comparable_metadata
-from provisioning.reconcile.context import MAX_ROUNDS, Change, RunContext, as_plain, gave_up, still_ambiguous
+from provisioning.catalog.desired import BENEFIT_KEY, benefit_body
+from provisioning.reconcile.context import Change, RunContext, as_plain
+from provisioning.reconcile.resource import Ensured, Resource, ensure_keyed, metadata_differs, tag
 
 SCOPE_READ, SCOPE_WRITE = "benefits:read", "benefits:write"
+BENEFITS = Resource("benefit", "benefits", "benefits", SCOPE_READ, SCOPE_WRITE)
 
-
-@dataclass
-class BenefitResult:
-    ids: dict[str, str]  # catalog benefit id -> Polar benefit id
-    changes: list[Change]
-    polar_ids: list[dict[str, str]]
+BenefitResult = Ensured  # ids: catalog benefit id -> Polar benefit id
 
 
 def fetch(ctx: RunContext) -> list[Any]:
-    if not ctx.catalog.benefits:
-        return []
-    return ctx.api.list_all(
-        ctx.api.sdk.benefits.list,
-        action="list benefits",
-        scope=SCOPE_READ,
-        organization_id=ctx.organization_id,
-        metadata={WORKSPACE_KEY: ctx.workspace_id},
-    )
+    return BENEFITS.fetch(ctx) if ctx.catalog.benefits else []
 
 
 def plan(
@@ -48,21 +36,13 @@ def plan(
         found = [
             b
             for b in actual
-            if (b.metadata or {}).get(BENEFIT_KEY) == benefit.id
+            if tag(b, BENEFIT_KEY) == benefit.id
             and b.type == benefit.type
             and not getattr(b, "is_deleted", False)
         ]
         found.sort(key=lambda b: b.created_at)
         if not found:
-            changes.append(
-                Change(
-                    "create",
-                    "benefit",
-                    benefit.id,
-                    f"create benefit '{benefit.id}' ({benefit.description})",
-                    body=body,
-                )
-            )
+            changes.append(BENEFITS.create_change(benefit.id, benefit.description, body))
             continue
         current = found[0]
         ids[benefit.id] = current.id
@@ -72,63 +52,16 @@ def plan(
         props = as_plain(current.properties) or {}
         if any(props.get(k) != v for k, v in body["properties"].items()):
             update["properties"] = body["properties"]
-        if comparable_metadata(current.metadata) != comparable_metadata(body["metadata"]):
+        if metadata_differs(current, body):
             update["metadata"] = body["metadata"]
         if update:
+            # Benefits name every changed field, the metadata too; an update must repeat the type.
             fields = ", ".join(sorted(update))
             update["type"] = benefit.type
             update.setdefault("metadata", body["metadata"])
-            changes.append(
-                Change(
-                    "update",
-                    "benefit",
-                    benefit.id,
-                    f"update benefit '{benefit.id}': {fields}",
-                    current.id,
-                    update,
-                )
-            )
+            changes.append(BENEFITS.update_change(benefit.id, current.id, update, fields))
     return ids, changes
 
 
 def ensure(ctx: RunContext, meter_ids: dict[str, str], actual: list[Any] | None = None) -> BenefitResult:
-    actual = fetch(ctx) if actual is None else actual
-    all_changes: list[Change] = []
-    polar_ids: list[dict[str, str]] = []
-    for _ in range(MAX_ROUNDS):
-        ids, changes = plan(ctx, actual, meter_ids)
-        if not changes:
-            break
-        results = ctx.parallel([_writer(ctx, c) for c in changes])
-        for change, result in zip(changes, results, strict=True):
-            if isinstance(result, BaseException):
-                continue
-            ids[change.key] = result.id
-            all_changes.append(change)
-            polar_ids.append({"kind": "benefit", "id": result.id, "action": change.action + "d"})
-        if not still_ambiguous(results):
-            break
-        actual = fetch(ctx)
-    else:
-        raise gave_up("benefits")
-    touched = {p["id"] for p in polar_ids}
-    polar_ids += [{"kind": "benefit", "id": i, "action": "found"} for i in ids.values() if i not in touched]
-    return BenefitResult(ids=ids, changes=all_changes, polar_ids=polar_ids)
-
-
-def _writer(ctx: RunContext, change: Change) -> Any:
-    api = ctx.api
-    if change.action == "create":
-        return lambda: api.create(
-            api.sdk.benefits.create,
-            action=f"create the benefit '{change.key}'",
-            scope=SCOPE_WRITE,
-            **change.body,
-        )
-    return lambda: api.write(
-        api.sdk.benefits.update,
-        change.polar_id,
-        action=f"update the benefit '{change.key}'",
-        scope=SCOPE_WRITE,
-        **change.body,
-    )
+    return ensure_keyed(ctx, BENEFITS, actual, lambda a: plan(ctx, a, meter_ids), fetch=fetch)

@@ -30,17 +30,10 @@ def plan_changes(
     if not integration.polar_org_id:
         slug = organization_slug(workspace_name(session, workspace_id), workspace_id)
         changes = [Change("create", "organization", slug, f"create organization '{slug}' for the workspace")]
-        changes += [
-            Change("create", "meter", m.id, f"create meter '{m.id}' ({m.name})") for m in catalog.meters
-        ]
-        changes += [
-            Change("create", "benefit", b.id, f"create benefit '{b.id}' ({b.description})")
-            for b in catalog.benefits
-        ]
-        changes += [
-            Change("create", "product", p.id, f"create product '{p.id}' ({p.name})") for p in catalog.plans
-        ]
-        changes.append(Change("create", "webhook_endpoint", url, f"create webhook endpoint {url}"))
+        changes += [meters.METERS.create_change(m.id, m.name) for m in catalog.meters]
+        changes += [benefits.BENEFITS.create_change(b.id, b.description) for b in catalog.benefits]
+        changes += [products.PRODUCTS.create_change(p.id, p.name) for p in catalog.plans]
+        changes.append(webhook.ENDPOINT.create_change(url))
         return changes
 
     api = PolarApi(settings.polar_api_url, access_token(settings, integration))

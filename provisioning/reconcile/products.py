@@ -8,31 +8,29 @@ have their products archived. Benefits are attached only when the set differs.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
-from provisioning.catalog.desired import PLAN_KEY, WORKSPACE_KEY, comparable_metadata, price_key, product_body
+from provisioning.catalog.desired import PLAN_KEY, price_key, product_body
 from provisioning.catalog.model import Plan
-from provisioning.reconcile.context import MAX_ROUNDS, Change, RunContext, as_plain, gave_up, still_ambiguous
+from provisioning.reconcile.context import Change, RunContext, as_plain
+from provisioning.reconcile.resource import (
+    Ensured,
+    Resource,
+    ensure_keyed,
+    fields_with_metadata,
+    metadata_differs,
+    tag,
+)
 
 SCOPE_READ, SCOPE_WRITE = "products:read", "products:write"
+PRODUCTS = Resource("product", "products", "products", SCOPE_READ, SCOPE_WRITE)
 
-
-@dataclass
-class ProductResult:
-    ids: dict[str, str]  # plan id -> Polar product id
-    changes: list[Change]
-    polar_ids: list[dict[str, str]]
+ProductResult = Ensured  # ids: plan id -> Polar product id
 
 
 def fetch(ctx: RunContext) -> list[Any]:
-    return ctx.api.list_all(
-        ctx.api.sdk.products.list,
-        action="list products",
-        scope=SCOPE_READ,
-        organization_id=ctx.organization_id,
-        metadata={WORKSPACE_KEY: ctx.workspace_id},
-    )
+    return PRODUCTS.fetch(ctx)
 
 
 def _interval(p: Any) -> tuple[str | None, int]:
@@ -72,7 +70,7 @@ def plan(
     mids = {m.id: meter_ids.get(m.id, f"<new meter {m.id}>") for m in ctx.catalog.meters}
     by_plan: dict[str, list[Any]] = {}
     for product in actual:
-        by_plan.setdefault(str((product.metadata or {}).get(PLAN_KEY)), []).append(product)
+        by_plan.setdefault(str(tag(product, PLAN_KEY)), []).append(product)
 
     for plan_ in ctx.catalog.plans:
         body = product_body(
@@ -105,15 +103,7 @@ def plan(
         if current is None:
             create_body = dict(body)
             create_body["__benefits"] = wanted_benefits
-            changes.append(
-                Change(
-                    "create",
-                    "product",
-                    plan_.id,
-                    f"create product '{plan_.id}' ({plan_.name})",
-                    body=create_body,
-                )
-            )
+            changes.append(PRODUCTS.create_change(plan_.id, plan_.name, create_body))
             continue
 
         ids[plan_.id] = current.id
@@ -125,23 +115,13 @@ def plan(
         prices = _price_update(current, body["prices"])
         if prices is not None:
             update["prices"] = prices
-        if comparable_metadata(current.metadata) != comparable_metadata(body["metadata"]):
+        if metadata_differs(current, body):
             update["metadata"] = body["metadata"]
         if current.is_archived:
             update["is_archived"] = False
         if update:
-            fields = ", ".join(sorted(k for k in update if k != "metadata") or ["metadata"])
-            update.setdefault("metadata", body["metadata"])
-            changes.append(
-                Change(
-                    "update",
-                    "product",
-                    plan_.id,
-                    f"update product '{plan_.id}': {fields}",
-                    current.id,
-                    update,
-                )
-            )
+            fields = fields_with_metadata(update, body["metadata"])
+            changes.append(PRODUCTS.update_change(plan_.id, current.id, update, fields))
         if {b.id for b in current.benefits} != set(wanted_benefits):
             changes.append(
                 Change(
@@ -176,71 +156,36 @@ def plan(
 def ensure(
     ctx: RunContext, meter_ids: dict[str, str], benefit_ids: dict[str, str], actual: list[Any] | None = None
 ) -> ProductResult:
-    actual = fetch(ctx) if actual is None else actual
-    all_changes: list[Change] = []
-    polar_ids: list[dict[str, str]] = []
-    for _ in range(MAX_ROUNDS):
-        ids, changes = plan(ctx, actual, meter_ids, benefit_ids)
-        if not changes:
-            break
-        results = ctx.parallel([_writer(ctx, c) for c in changes])
-        for change, result in zip(changes, results, strict=True):
-            if isinstance(result, BaseException):
-                continue
-            if change.action == "create":
-                ids[change.key] = result.id
-            all_changes.append(change)
-            action = {"create": "created", "update": "updated", "archive": "archived"}.get(
-                change.action, "benefits_set"
-            )
-            polar_ids.append({"kind": "product", "id": result.id, "action": action})
-        if not still_ambiguous(results):
-            break
-        actual = fetch(ctx)
-    else:
-        raise gave_up("products")
-    touched = {p["id"] for p in polar_ids}
-    polar_ids += [{"kind": "product", "id": i, "action": "found"} for i in ids.values() if i not in touched]
-    return ProductResult(ids=ids, changes=all_changes, polar_ids=polar_ids)
+    return ensure_keyed(
+        ctx, PRODUCTS, actual, lambda a: plan(ctx, a, meter_ids, benefit_ids), fetch=fetch, writer=_writer
+    )
 
 
 def _writer(ctx: RunContext, change: Change) -> Any:
-    api = ctx.api
     if change.action == "create":
-        body = {k: v for k, v in change.body.items() if k != "__benefits"}
+        create = PRODUCTS.writer(
+            ctx, replace(change, body={k: v for k, v in change.body.items() if k != "__benefits"})
+        )
         benefits = change.body.get("__benefits") or []
 
         def create_and_attach() -> Any:
-            product = api.create(
-                api.sdk.products.create,
-                action=f"create the product '{change.key}'",
-                scope=SCOPE_WRITE,
-                **body,
-            )
+            product = create()
             if benefits:
                 # Setting the full benefit set is idempotent, so it is retried inline.
-                product = api.write(
-                    api.sdk.products.update_benefits,
-                    product.id,
-                    action=f"attach benefits to the product '{change.key}'",
-                    scope=SCOPE_WRITE,
-                    benefits=benefits,
-                )
+                product = _attach_benefits(ctx, product.id, change.key, benefits)
             return product
 
         return create_and_attach
     if change.action == "attach_benefits":
-        return lambda: api.write(
-            api.sdk.products.update_benefits,
-            change.polar_id,
-            action=f"attach benefits to the product '{change.key}'",
-            scope=SCOPE_WRITE,
-            **change.body,
-        )
-    return lambda: api.write(
-        api.sdk.products.update,
-        change.polar_id,
-        action=f"{change.action} the product '{change.key}'",
+        return lambda: _attach_benefits(ctx, change.polar_id, change.key, change.body["benefits"])
+    return PRODUCTS.writer(ctx, change)  # update or archive
+
+
+def _attach_benefits(ctx: RunContext, product_id: str | None, key: str, benefits: list[str]) -> Any:
+    return ctx.api.write(
+        ctx.api.sdk.products.update_benefits,
+        product_id,
+        action=f"attach benefits to the product '{key}'",
         scope=SCOPE_WRITE,
-        **change.body,
+        benefits=benefits,
     )

@@ -5,9 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from provisioning.reconcile.context import MAX_ROUNDS, Change, RunContext, as_plain, gave_up, still_ambiguous
+from provisioning.reconcile.context import Change, RunContext, as_plain
+from provisioning.reconcile.resource import DONE, Resource, converge
 
 SCOPE_READ, SCOPE_WRITE = "webhooks:read", "webhooks:write"
+ENDPOINT = Resource(
+    "webhook_endpoint",
+    "webhook endpoints",
+    "webhooks",
+    SCOPE_READ,
+    SCOPE_WRITE,
+    list_method="list_webhook_endpoints",
+    create_method="create_webhook_endpoint",
+    update_method="update_webhook_endpoint",
+    by_workspace=False,
+    keyed=False,
+)
 API_VERSION = "2026-10"
 
 # The events the platform handles.
@@ -38,12 +51,7 @@ class WebhookResult:
 
 
 def fetch(ctx: RunContext) -> list[Any]:
-    return ctx.api.list_all(
-        ctx.api.sdk.webhooks.list_webhook_endpoints,
-        action="list webhook endpoints",
-        scope=SCOPE_READ,
-        organization_id=ctx.organization_id,
-    )
+    return ENDPOINT.fetch(ctx)
 
 
 def plan(ctx: RunContext, actual: list[Any]) -> tuple[Any | None, list[Change]]:
@@ -57,15 +65,7 @@ def plan(ctx: RunContext, actual: list[Any]) -> tuple[Any | None, list[Change]]:
             "api_version": API_VERSION,
             "organization_id": ctx.organization_id,
         }
-        return None, [
-            Change(
-                "create",
-                "webhook_endpoint",
-                ctx.webhook_url,
-                f"create webhook endpoint {ctx.webhook_url}",
-                body=body,
-            )
-        ]
+        return None, [ENDPOINT.create_change(ctx.webhook_url, body=body)]
     current = found[0]
     update: dict[str, Any] = {}
     if set(as_plain(current.events)) != set(WEBHOOK_EVENTS):
@@ -76,61 +76,19 @@ def plan(ctx: RunContext, actual: list[Any]) -> tuple[Any | None, list[Change]]:
         update["format"] = "raw"
     changes = []
     if update:
-        changes.append(
-            Change(
-                "update",
-                "webhook_endpoint",
-                ctx.webhook_url,
-                f"update webhook endpoint {current.id}: {', '.join(sorted(update))}",
-                current.id,
-                update,
-            )
-        )
+        changes.append(ENDPOINT.update_change(ctx.webhook_url, current.id, update, ", ".join(sorted(update))))
     return current, changes
 
 
 def ensure(ctx: RunContext, actual: list[Any] | None = None) -> WebhookResult:
-    actual = fetch(ctx) if actual is None else actual
-    all_changes: list[Change] = []
-    for _ in range(MAX_ROUNDS):
-        current, changes = plan(ctx, actual)
-        if not changes:
-            break
-        results = ctx.parallel([_writer(ctx, c) for c in changes])
-        if not still_ambiguous(results):
-            current = results[0]
-            all_changes += changes
-            break
-        actual = fetch(ctx)
-    else:
-        raise gave_up("the webhook endpoint")
+    rounds = converge(ctx, ENDPOINT, actual, lambda a: plan(ctx, a), fetch=fetch)
+    current = rounds.last[0][1] if rounds.last else rounds.state
     assert current is not None
-    action = (
-        {"create": "created", "update": "updated"}.get(all_changes[0].action, "found")
-        if all_changes
-        else "found"
-    )
+    changes = [c for c, _ in rounds.written]
+    action = DONE[changes[0].action] if changes else "found"
     return WebhookResult(
         endpoint_id=current.id,
         secret=current.secret,
-        changes=all_changes,
+        changes=changes,
         polar_ids=[{"kind": "webhook_endpoint", "id": current.id, "action": action}],
-    )
-
-
-def _writer(ctx: RunContext, change: Change) -> Any:
-    api = ctx.api
-    if change.action == "create":
-        return lambda: api.create(
-            api.sdk.webhooks.create_webhook_endpoint,
-            action="create the webhook endpoint",
-            scope=SCOPE_WRITE,
-            **change.body,
-        )
-    return lambda: api.write(
-        api.sdk.webhooks.update_webhook_endpoint,
-        change.polar_id,
-        action="update the webhook endpoint",
-        scope=SCOPE_WRITE,
-        **change.body,
     )
