@@ -35,6 +35,18 @@ bp = Blueprint("polar", __name__, url_prefix="/workspaces/<workspace_id>/polar")
 # The Flask session key of the pending connect attempt's nonce: binds the state to this browser.
 NONCE_KEY = "polar_connect_nonce"
 DENIED_ERRORS = {"access_denied"}
+# OAuth error codes Polar's authorize endpoint redirects with, in words an owner can act on.
+POLAR_ERRORS = {
+    "invalid_scope": "Polar refused the permissions billing setup asks for. Contact support.",
+    "invalid_request": "Polar refused the authorization request. Start again from the billing page.",
+    "unauthorized_client": "Polar does not allow this platform to connect right now. Contact support.",
+    "unsupported_response_type": "Polar refused the authorization request. Contact support.",
+    "server_error": "Polar had a problem. Try again in a few minutes.",
+    "temporarily_unavailable": "Polar is temporarily unavailable. Try again in a few minutes.",
+    "login_required": "Sign in to Polar, then start again from the billing page.",
+    "consent_required": "Polar needs your consent. Start again from the billing page.",
+}
+UNKNOWN_ERROR = "Polar did not complete the authorization. Start again from the billing page."
 
 
 def _integration(workspace_id: str) -> PolarIntegration | None:
@@ -104,9 +116,12 @@ def callback() -> Response | tuple[str, int]:
     browser_nonce = session.pop(NONCE_KEY, None)
     error = request.args.get("error")
     if error:
-        denied = error in DENIED_ERRORS
-        description = request.args.get("error_description", "")[:300]
-        return _callback_page(denied=denied, error=error, description=description), 200 if denied else 400
+        # Anyone can craft this URL: show our own words for Polar's error codes, never the
+        # query string's description.
+        if error in DENIED_ERRORS:
+            return _callback_page(denied=True, error="access_denied", description=""), 200
+        known = error if error in POLAR_ERRORS else "error"
+        return _callback_page(error=known, description=POLAR_ERRORS.get(error, UNKNOWN_ERROR)), 400
     code, state = request.args.get("code"), request.args.get("state")
     if not code or not state:
         return _callback_page(

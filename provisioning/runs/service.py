@@ -91,7 +91,6 @@ def status_snapshot(session: Session, workspace_id: str, *, catalog: Catalog | N
         return {
             "status": IntegrationStatus.NOT_CONNECTED.value,
             "organization": None,
-            "reachable_organizations": [],
             "steps": [],
             "products": [],
             "webhook_endpoint_id": None,
@@ -117,10 +116,6 @@ def status_snapshot(session: Session, workspace_id: str, *, catalog: Catalog | N
     return {
         "status": integration.status,
         "organization": organization,
-        "reachable_organizations": [
-            {"id": o.get("id"), "name": o.get("name"), "slug": o.get("slug")}
-            for o in integration.reachable_organizations or []
-        ],
         "steps": [
             {
                 "name": s.name,

@@ -35,11 +35,23 @@ def test_denied_consent_shows_a_clear_page(
     assert _stored(session) == (0, 0, 0)
 
 
-def test_an_error_parameter_is_shown_escaped(owner_client: FlaskClient, session: Session) -> None:
-    response = owner_client.get("/polar/callback?error=server_error&error_description=<script>x</script>")
+def test_an_error_parameter_shows_our_words_never_the_query_string(
+    owner_client: FlaskClient, session: Session
+) -> None:
+    crafted = "Your account is locked, call +1 555 0100"
+    response = owner_client.get(f"/polar/callback?error=server_error&error_description={crafted}")
     assert response.status_code == 400
     body = response.get_data(as_text=True)
-    assert "<script>x" not in body and "&lt;script&gt;" in body
+    assert crafted not in body
+    assert "Polar had a problem. Try again in a few minutes." in body
+    assert _stored(session) == (0, 0, 0)
+
+
+def test_an_unknown_error_code_is_not_echoed(owner_client: FlaskClient, session: Session) -> None:
+    response = owner_client.get("/polar/callback?error=<script>x</script>")
+    assert response.status_code == 400
+    body = response.get_data(as_text=True)
+    assert "script" not in body and "Polar did not complete the authorization" in body
     assert _stored(session) == (0, 0, 0)
 
 
