@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     migrate.init_app(app, web_db.MigrationTarget(db), directory=str(MIGRATIONS_DIR))
 
     callback_path = urlsplit(settings.polar_oauth_redirect_uri).path or "/polar/callback"
-    security.init_app(app, settings.polar_web_url, callback_path)
+    security.init_app(app, settings.polar_web_url, callback_path, https_only=settings.is_production)
 
     from app.accounts import cli as accounts_cli
     from app.accounts import views as accounts_views

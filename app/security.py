@@ -25,7 +25,7 @@ def content_security_policy(polar_web_url: str) -> str:
     )
 
 
-def init_app(app: Flask, polar_web_url: str, callback_path: str) -> None:
+def init_app(app: Flask, polar_web_url: str, callback_path: str, *, https_only: bool = False) -> None:
     csp = content_security_policy(polar_web_url)
 
     @app.after_request
@@ -38,6 +38,8 @@ def init_app(app: Flask, polar_web_url: str, callback_path: str) -> None:
         response.headers.setdefault("Referrer-Policy", policy)
         if request.path == callback_path:
             response.headers["Cache-Control"] = "no-store"
+        if https_only:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
         return response
 
 

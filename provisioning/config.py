@@ -123,6 +123,13 @@ class Settings:
             raise ConfigError("POLAR_OAUTH_CLIENT_ID and POLAR_OAUTH_CLIENT_SECRET must be set in production")
         if self.database_url.startswith("sqlite"):
             raise ConfigError("DATABASE_URL points at SQLite: use PostgreSQL in production")
+        # Polar refuses non-https webhook URLs, and the OAuth callback carries the code.
+        for name, url in (
+            ("PUBLIC_BASE_URL", self.public_base_url),
+            ("POLAR_OAUTH_REDIRECT_URI", self.polar_oauth_redirect_uri),
+        ):
+            if not url.startswith("https://"):
+                raise ConfigError(f"{name} must be an https:// URL in production, not {url!r}")
 
 
 def _normalise_db_url(url: str) -> str:

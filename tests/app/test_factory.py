@@ -24,6 +24,8 @@ def _production(settings: Settings, **changes: object) -> Settings:
         "secret_key": "s" * 48,
         "database_url": "postgresql+psycopg://db.example/app",
         "token_encryption_keys": [Fernet.generate_key()],
+        "public_base_url": "https://billing.example",
+        "polar_oauth_redirect_uri": "https://billing.example/polar/callback",
     }
     return replace(settings, **{**values, **changes})
 
@@ -38,6 +40,28 @@ def test_production_cookies_are_secure(settings: Settings, database: Database) -
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+@pytest.mark.parametrize(
+    ("field", "name"),
+    [("public_base_url", "PUBLIC_BASE_URL"), ("polar_oauth_redirect_uri", "POLAR_OAUTH_REDIRECT_URI")],
+)
+def test_production_refuses_plain_http_urls(
+    settings: Settings, database: Database, field: str, name: str
+) -> None:
+    with pytest.raises(ConfigError, match=name):
+        create_app(_production(settings, **{field: "http://billing.example/x"}), database=database)
+
+
+def test_production_sends_hsts(settings: Settings, database: Database) -> None:
+    app = create_app(_production(settings), database=database)
+    response = app.test_client().get("/login")
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_development_sends_no_hsts(settings: Settings, database: Database) -> None:
+    response = create_app(settings, database=database).test_client().get("/login")
+    assert "Strict-Transport-Security" not in response.headers
 
 
 def test_development_cookies_work_over_http(settings: Settings, database: Database) -> None:
