@@ -8,6 +8,7 @@ signature, 404 for an unknown endpoint, 400/413 for a body that is not a JSON ob
 from __future__ import annotations
 
 from flask import Blueprint, Flask, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from app.database import db_session, settings
@@ -20,13 +21,15 @@ bp = Blueprint("polar_webhooks", __name__)
 @bp.post("/polar/webhooks/<path_token>")
 @csrf.exempt
 def deliver(path_token: str) -> tuple[Response, int]:
-    if (request.content_length or 0) > MAX_BODY_BYTES:
+    # Also bounds chunked bodies, which carry no Content-Length: reading past it answers 413.
+    request.max_content_length = MAX_BODY_BYTES
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
         return jsonify(error="payload too large"), 413
     db = db_session()
     try:
-        receipt = receive(
-            db, settings(), path_token=path_token, body=request.get_data(cache=False), headers=request.headers
-        )
+        receipt = receive(db, settings(), path_token=path_token, body=body, headers=request.headers)
     except WebhookRejected as exc:
         db.rollback()
         return jsonify(error=str(exc)), exc.status

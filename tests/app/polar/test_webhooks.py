@@ -141,3 +141,25 @@ def test_a_signed_payload_the_sdk_cannot_load_is_still_recorded(client, session,
 
     assert response.status_code == 202
     assert session.scalar(select(PolarWebhookEvent.event_type)) == "customer.state_changed"
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(client, session, integration):
+    body, headers = signed(event())
+    big = body + b" " * (1024 * 1024)
+
+    response = post(client, integration, big, headers)
+
+    assert response.status_code == 413
+    assert recorded(session) == 0
+
+
+def test_a_non_utf8_body_without_a_signature_is_refused(client, session, integration):
+    # A UTF-16 body with a BOM and no signature headers must not slip past verification.
+    body = json.dumps(event()).encode("utf-16")
+
+    response = post(
+        client, integration, body, {"webhook-id": str(uuid.uuid4()), "content-type": "application/json"}
+    )
+
+    assert response.status_code == 403
+    assert recorded(session) == 0
