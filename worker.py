@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Configuration error: {exc}", file=sys.stderr)
         return 2
     database = configure(Database(url=settings.database_url))
+    # RQ forks a work horse per job: the child must open its own connections, never reuse the
+    # parent's pooled sockets (the parent's sweeper thread keeps using them).
+    os.register_at_fork(after_in_child=lambda: database.engine.dispose(close=False))
     sweep(database, settings)
     stop = threading.Event()
     if not args.burst:

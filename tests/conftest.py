@@ -53,8 +53,9 @@ def create_schema(engine: sa.Engine) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_url(worker_id: str) -> Iterator[str]:
-    name = f"connect_polar_test_{worker_id}"
+def pg_url(worker_id: str, testrun_uid: str) -> Iterator[str]:
+    # Unique per test run, so two runs on one server never drop each other's databases.
+    name = f"connect_polar_test_{testrun_uid[:8]}_{worker_id}"
     admin = sa.create_engine(PG_BASE_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
