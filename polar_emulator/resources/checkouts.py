@@ -21,6 +21,7 @@ from polar_emulator.auth import authenticate, get_store, list_organization_ids, 
 from polar_emulator.clock import isoformat
 from polar_emulator.errors import validation_error, validation_item
 from polar_emulator.pagination import paginate
+from polar_emulator.resources.common import query_list, sort_by_keys
 from polar_emulator.resources.customers import (
     AddressInput,
     Email,
@@ -28,7 +29,6 @@ from polar_emulator.resources.customers import (
     customers_of,
     find_by_external_id,
 )
-from polar_emulator.resources.query import query_list, sort_items
 from polar_emulator.resources.subscriptions import product_prices
 from polar_emulator.store import Store
 from polar_emulator.tokens import generate_token, new_id
@@ -332,7 +332,7 @@ async def list_checkouts(request: Request) -> dict[str, Any]:
         and (not statuses or c["status"] in statuses)
         and (not query or query in (c["customer_email"] or "").lower())
     ]
-    items = sort_items(
+    items = sort_by_keys(
         request,
         items,
         {

@@ -1,8 +1,11 @@
-"""Pieces shared by the resource modules: request-body types, metadata, sorting and lookups."""
+"""Pieces shared by the resource modules: request-body types, metadata, sorting and lookups.
+
+Query-string errors are 422s shaped like FastAPI's (``loc`` ``["query", name, ...]``), as Polar's are.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -172,6 +175,47 @@ def collection(store: Store, name: str) -> dict[str, dict[str, Any]]:
     return store.collections[name]
 
 
+# -- query parameters ----------------------------------------------------------------------
+
+_TRUE = {"true", "1", "yes", "on", "t", "y"}
+_FALSE = {"false", "0", "no", "off", "f", "n"}
+
+
+def _invalid(*items: dict) -> ApiError:
+    return ApiError(422, {"error": "RequestValidationError", "detail": list(items)})
+
+
+def query_bool(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise _invalid(
+        validation_item(
+            ["query", name], "Input should be a valid boolean, unable to interpret input", "bool_parsing", raw
+        )
+    )
+
+
+def query_list(request: Request, name: str, allowed: Iterable[str] | None = None) -> list[str]:
+    """A repeatable query parameter; with ``allowed``, values outside it are a 422 ``enum``."""
+    values = request.query_params.getlist(name)
+    if allowed is not None:
+        allowed = list(allowed)
+        expected = ", ".join(f"'{a}'" for a in allowed)
+        bad = [
+            validation_item(["query", name, i], f"Input should be {expected}", "enum", v)
+            for i, v in enumerate(values)
+            if v not in allowed
+        ]
+        if bad:
+            raise _invalid(*bad)
+    return values
+
+
 # -- list helpers --------------------------------------------------------------------------
 
 
@@ -214,19 +258,13 @@ def sort_items(
     criteria = request.query_params.getlist("sorting") or ["-created_at"]
     for index, criterion in enumerate(criteria):
         if criterion.lstrip("-") not in allowed:
-            raise ApiError(
-                422,
-                {
-                    "error": "RequestValidationError",
-                    "detail": [
-                        validation_item(
-                            ["query", "sorting", index],
-                            f"Input should be {', '.join(repr(a) for a in sorted(allowed))}",
-                            "enum",
-                            criterion,
-                        )
-                    ],
-                },
+            raise _invalid(
+                validation_item(
+                    ["query", "sorting", index],
+                    f"Input should be {', '.join(repr(a) for a in sorted(allowed))}",
+                    "enum",
+                    criterion,
+                )
             )
     result = list(items)
     # Stable sorts applied from the last criterion to the first.
@@ -234,6 +272,31 @@ def sort_items(
         field = criterion.lstrip("-")
         get = keys.get(field) or (lambda item, f=field: item.get(f))
         result.sort(key=lambda item, g=get: _sort_key(g(item)), reverse=criterion.startswith("-"))
+    return result
+
+
+def sort_by_keys(
+    request: Request,
+    items: Sequence[dict[str, Any]],
+    keys: dict[str, Callable[[dict[str, Any]], Any]],
+    default: Sequence[str] = ("-created_at",),
+) -> list[dict[str, Any]]:
+    """Apply ``?sorting=`` criteria in order (``-field`` is descending) over computed ``keys``.
+
+    Unlike :func:`sort_items`, every unknown criterion is reported (as ``'field', '-field'``
+    choices), values compare as they are, and items without a value sort last either way.
+    """
+    allowed = [p for k in keys for p in (k, f"-{k}")]
+    criteria = query_list(request, "sorting", allowed) or list(default)
+    result = list(items)
+    # Stable sorts applied from the last criterion to the first give a multi-key sort.
+    for criterion in reversed(criteria):
+        field = criterion.lstrip("-")
+        key = keys[field]
+        present = [i for i in result if key(i) is not None]
+        missing = [i for i in result if key(i) is None]
+        present.sort(key=key, reverse=criterion.startswith("-"))
+        result = present + missing
     return result
 
 

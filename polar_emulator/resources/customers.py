@@ -30,7 +30,7 @@ from polar_emulator.auth import (
 from polar_emulator.clock import isoformat
 from polar_emulator.errors import ApiError, not_found, validation_error, validation_item
 from polar_emulator.pagination import paginate
-from polar_emulator.resources.query import metadata_matches, metadata_query, query_bool, sort_items
+from polar_emulator.resources.common import metadata_matches, metadata_query, query_bool, sort_by_keys
 from polar_emulator.store import Store
 from polar_emulator.tokens import new_id
 from polar_emulator.webhooks.events import emit_event
@@ -370,7 +370,7 @@ async def list_customers(request: Request) -> dict[str, Any]:
         items = [c for c in items if has_active_subscription(store, c["id"]) is active]
     if wanted_metadata:
         items = [c for c in items if metadata_matches(c["metadata"], wanted_metadata)]
-    items = sort_items(
+    items = sort_by_keys(
         request,
         items,
         {

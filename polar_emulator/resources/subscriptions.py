@@ -20,18 +20,18 @@ from polar_emulator.auth import authenticate, get_store, list_organization_ids, 
 from polar_emulator.clock import isoformat
 from polar_emulator.errors import polar_error
 from polar_emulator.pagination import paginate
+from polar_emulator.resources.common import (
+    metadata_matches,
+    metadata_query,
+    query_bool,
+    query_list,
+    sort_by_keys,
+)
 from polar_emulator.resources.grants import (
     active_grants,
     revoke_grant,
     serialize_grant_webhook,
     serialize_state_grant,
-)
-from polar_emulator.resources.query import (
-    metadata_matches,
-    metadata_query,
-    query_bool,
-    query_list,
-    sort_items,
 )
 from polar_emulator.store import Store
 from polar_emulator.tokens import new_id
@@ -282,7 +282,7 @@ async def list_subscriptions(request: Request) -> dict[str, Any]:
 
     items = [s for s in subscriptions_of(store).values() if keep(s)]
     products = store.collections["products"]
-    items = sort_items(
+    items = sort_by_keys(
         request,
         items,
         {
