@@ -32,9 +32,15 @@ from provisioning.polar.errors import PolarOAuthError, ProvisioningError
 from provisioning.polar.oauth import PolarOAuth, TokenSet, s256_challenge
 from provisioning.runs.models import ProvisioningRun
 from provisioning.runs.service import create_run
+from provisioning.vault import VaultError
 
 log = logging.getLogger(__name__)
 ATTEMPT_TTL = timedelta(minutes=10)
+
+
+UNAVAILABLE = (
+    "Connecting Polar is not available right now: the platform is not fully configured. Contact support."
+)
 
 
 class ConnectError(RuntimeError):
@@ -50,6 +56,14 @@ class ConnectStart:
 def begin_connect(
     session: Session, settings: Settings, *, workspace_id: str, user_id: str, catalog: Catalog | None = None
 ) -> ConnectStart:
+    if not settings.polar_configured:
+        log.error("Connect Polar is unavailable: POLAR_OAUTH_CLIENT_ID/POLAR_OAUTH_CLIENT_SECRET are not set")
+        raise ConnectError(UNAVAILABLE)
+    try:
+        vault = vault_for(settings)
+    except VaultError:
+        log.error("Connect Polar is unavailable: POLAR_TOKEN_ENCRYPTION_KEY is not set")
+        raise ConnectError(UNAVAILABLE) from None
     catalog = catalog or load_catalog(settings.plans_file)
     nonce = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)
@@ -60,7 +74,7 @@ def begin_connect(
             workspace_id=workspace_id,
             user_id=user_id,
             environment=settings.polar_server,
-            code_verifier=vault_for(settings).encrypt(verifier),
+            code_verifier=vault.encrypt(verifier),
             expires_at=expires,
         )
     )
@@ -198,7 +212,7 @@ def _store_connection(
     elif len(orgs) > 1:
         current = next((o for o in orgs if o["id"] == integration.polar_org_id), None)
         if current is None:
-            integration.polar_org_id = integration.polar_org_name = integration.polar_org_slug = None
+            _forget_organization(integration)
             integration.status = IntegrationStatus.AWAITING_ORGANIZATION.value
             session.flush()
             return integration
@@ -206,7 +220,7 @@ def _store_connection(
         _set_organization(integration, current)
     else:
         # No organization yet: the run's first step creates one named after the workspace.
-        integration.polar_org_id = integration.polar_org_name = integration.polar_org_slug = None
+        _forget_organization(integration)
     integration.status = IntegrationStatus.PROVISIONING.value
     create_run(session, integration, trigger="connect", user_id=user_id)
     return integration
@@ -221,11 +235,17 @@ def _reachable_organizations(api: PolarApi) -> list[dict[str, Any]]:
     ]
 
 
+def _forget_organization(integration: PolarIntegration) -> None:
+    """Drop the organization and everything we set up in it (endpoint, secret, mappings)."""
+    integration.polar_org_id = integration.polar_org_name = integration.polar_org_slug = None
+    integration.webhook_endpoint_id = None
+    integration.webhook_secret = None
+    integration.product_mappings.clear()
+
+
 def _set_organization(integration: PolarIntegration, org: dict[str, Any]) -> None:
     if integration.polar_org_id and integration.polar_org_id != org["id"]:
-        integration.webhook_endpoint_id = None
-        integration.webhook_secret = None
-        integration.product_mappings.clear()
+        _forget_organization(integration)
     integration.polar_org_id = org["id"]
     integration.polar_org_name = org.get("name")
     integration.polar_org_slug = org.get("slug")

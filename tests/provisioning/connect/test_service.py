@@ -198,3 +198,40 @@ def test_disconnect_revokes_and_forgets_tokens(session, settings, connect):
     assert integration.access_token is None and integration.refresh_token is None
     assert integration.status == IntegrationStatus.NOT_CONNECTED.value
     assert PolarOAuth(settings).introspect(token).active is False
+
+
+def test_reconnecting_to_other_organizations_forgets_what_was_set_up_in_the_old_one(
+    session, settings, connect
+):
+    first = connect()
+    assert provision(first.run.id, settings)["status"] == "succeeded"
+    session.refresh(first.integration)
+    assert first.integration.webhook_secret and first.integration.product_mappings
+
+    again = connect("multi@polar.local")  # the same workspace, a Polar account with other organizations
+
+    integration = again.integration
+    assert integration.id == first.integration.id
+    assert integration.status == IntegrationStatus.AWAITING_ORGANIZATION.value
+    assert integration.polar_org_id is None
+    assert integration.webhook_endpoint_id is None and integration.webhook_secret is None
+    assert integration.product_mappings == []
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        {"polar_oauth_client_id": ""},
+        {"polar_oauth_client_secret": ""},
+        {"token_encryption_keys": []},
+    ],
+    ids=["client-id", "client-secret", "encryption-key"],
+)
+def test_connect_is_refused_clearly_when_the_platform_is_not_configured(session, settings, owner, missing):
+    from dataclasses import replace
+
+    with pytest.raises(ConnectError, match="not fully configured"):
+        begin_connect(
+            session, replace(settings, **missing), workspace_id=owner.workspace_id, user_id=owner.user_id
+        )
+    assert session.scalar(select(func.count()).select_from(PolarConnectAttempt)) == 0
