@@ -16,6 +16,8 @@ from provisioning.db import Database, configure
 if TYPE_CHECKING:
     from flask import Flask
 
+    from provisioning.catalog import Catalog
+
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = ROOT / "migrations"
 
@@ -29,7 +31,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     settings = settings or Settings.from_env()
     settings.check()
-    _validate_catalog(settings)
+    catalog = _load_catalog(settings)
 
     app = Flask(__name__, instance_path=str(ROOT / "instance"))
     app.config.update(
@@ -44,6 +46,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         TESTING=settings.env == "test",
     )
     app.extensions["connect_polar.settings"] = settings
+    app.extensions["connect_polar.catalog"] = catalog
     if settings.is_production:
         # Behind one proxy (Heroku's router, a load balancer): trust its scheme and client address.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
@@ -76,11 +79,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     return app
 
 
-def _validate_catalog(settings: Settings) -> None:
+def _load_catalog(settings: Settings) -> Catalog:
+    """The plan catalog, validated once at start-up: a bad PLANS_FILE stops the app."""
     from provisioning.catalog import CatalogError, load_catalog
 
     try:
-        load_catalog(settings.plans_file)
+        return load_catalog(settings.plans_file)
     except CatalogError as exc:
         raise ConfigError(f"PLANS_FILE: {exc}") from exc
 

@@ -8,6 +8,7 @@ from flask import Flask, current_app, g
 from sqlalchemy import Engine, MetaData
 from sqlalchemy.orm import Session
 
+from provisioning.catalog import Catalog
 from provisioning.config import Settings
 from provisioning.db import Base, Database, get_database
 
@@ -21,6 +22,11 @@ def db_session() -> Session:
 
 def settings() -> Settings:
     return current_app.extensions["connect_polar.settings"]
+
+
+def catalog() -> Catalog:
+    """The plan catalog of PLANS_FILE, loaded and validated at start-up."""
+    return current_app.extensions["connect_polar.catalog"]
 
 
 def _close_session(_exc: BaseException | None = None) -> None:

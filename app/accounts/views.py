@@ -72,7 +72,6 @@ def signup() -> str | Response | tuple[str, int]:
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout() -> Response:
-    LogoutForm()  # CSRFProtect has already checked the token
     logout_user()
     session.clear()
     flash("You are signed out.", "success")

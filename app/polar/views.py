@@ -20,7 +20,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from app.database import db_session, settings
+from app.database import catalog, db_session, settings
 from app.polar.access import member_access, owner_access
 from app.polar.forms import ConnectForm, DisconnectForm, OrganizationForm
 from provisioning.connect import service as connect_service
@@ -71,7 +71,7 @@ def _enqueue_pending_runs(integration: PolarIntegration) -> None:
 @login_required
 def page(workspace_id: str) -> str:
     access = member_access(workspace_id)
-    snapshot = status_snapshot(db_session(), workspace_id)
+    snapshot = status_snapshot(db_session(), workspace_id, catalog=catalog())
     return render_template(
         "polar/page.html",
         access=access,
@@ -86,7 +86,7 @@ def page(workspace_id: str) -> str:
 @login_required
 def status(workspace_id: str) -> Response:
     member_access(workspace_id)
-    response = jsonify(status_snapshot(db_session(), workspace_id))
+    response = jsonify(status_snapshot(db_session(), workspace_id, catalog=catalog()))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -95,7 +95,6 @@ def status(workspace_id: str) -> Response:
 @login_required
 def connect(workspace_id: str) -> Response:
     owner_access(workspace_id)
-    ConnectForm()  # CSRFProtect has already checked the token
     db = db_session()
     try:
         start = connect_service.begin_connect(
@@ -183,7 +182,6 @@ def organization(workspace_id: str) -> str | Response:
 @login_required
 def disconnect(workspace_id: str) -> Response:
     owner_access(workspace_id)
-    DisconnectForm()
     db = db_session()
     if connect_service.disconnect(db, settings(), workspace_id, user_id=current_user.id):
         db.commit()

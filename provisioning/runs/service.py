@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from provisioning.catalog import Catalog, CatalogError, load_catalog
+from provisioning.catalog import Catalog
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import get_integration
 from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
@@ -56,14 +55,6 @@ def latest_run(session: Session, integration_id: str) -> ProvisioningRun | None:
     ).first()
 
 
-@functools.lru_cache(maxsize=4)
-def _catalog_at(path: str) -> Catalog | None:
-    try:
-        return load_catalog(path)
-    except CatalogError:
-        return None
-
-
 def webhook_summary(session: Session, integration_id: str) -> dict[str, Any]:
     """How many webhook events Polar delivered, and the latest one's type and time."""
     received = session.scalar(
@@ -100,10 +91,6 @@ def status_snapshot(session: Session, workspace_id: str, *, catalog: Catalog | N
             "provisioned_at": None,
             "catalog_revision": None,
         }
-    if catalog is None:
-        from provisioning.config import DEFAULT_PLANS_FILE
-
-        catalog = _catalog_at(str(DEFAULT_PLANS_FILE))
     names = {p.id: p.name for p in catalog.plans} if catalog else {}
     run = latest_run(session, integration.id)
     organization = None

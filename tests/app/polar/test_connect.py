@@ -175,3 +175,32 @@ def test_disconnect_forgets_the_tokens(
         select(PolarIntegration).where(PolarIntegration.workspace_id == workspace.id)
     )
     assert integration is not None and integration.access_token is None and integration.refresh_token is None
+
+
+def test_the_page_names_products_from_the_configured_plans_file(
+    owner: object,
+    workspace: Workspace,
+    database: Database,
+    settings: Settings,
+    redis_url: str,
+    tmp_path,
+    monkeypatch,
+) -> None:
+    from dataclasses import replace
+
+    from provisioning.config import DEFAULT_PLANS_FILE
+
+    plans = tmp_path / "plans.toml"
+    plans.write_text(
+        DEFAULT_PLANS_FILE.read_text().replace('name = "Pro (monthly)"', 'name = "Team (monthly)"')
+    )
+    monkeypatch.setenv("PLANS_FILE", str(plans))  # the worker reads its settings from the environment
+    custom = replace(settings, plans_file=plans)
+    client = make_app(custom, database).test_client()
+    login(client, "owner@example.com")
+    assert client.get(consent(start_connect(client, workspace.id)).callback_path).status_code == 303
+    run_jobs(redis_url, custom)
+
+    snapshot = status(client, workspace.id)
+    assert snapshot["status"] == "ready"
+    assert "Team (monthly)" in {p["name"] for p in snapshot["products"]}
