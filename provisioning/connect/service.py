@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from provisioning.catalog import Catalog, load_catalog
@@ -23,14 +24,14 @@ from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import (
     get_integration,
     get_or_create_integration,
-    refresh_token,
     store_tokens,
     vault_for,
 )
+from provisioning.integrations.tokens import current_refresh_token, lock_tokens_until_transaction_ends
 from provisioning.polar.client import PolarApi
 from provisioning.polar.errors import PolarOAuthError, ProvisioningError
 from provisioning.polar.oauth import PolarOAuth, TokenSet, s256_challenge
-from provisioning.runs.models import ProvisioningRun
+from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
 from provisioning.runs.service import create_run
 from provisioning.vault import VaultError
 
@@ -152,8 +153,12 @@ def complete_connect(
             raise ConnectError(
                 f"Polar did not accept the authorization ({exc.error}); click Connect Polar again"
             ) from None
+        previous = _lock_existing_connection(session, settings, payload.workspace_id)
         integration = _store_connection(session, settings, oauth, tokens, payload, user_id, catalog)
         nested.commit()
+        if previous and previous != tokens.refresh_token:
+            # The old grant is replaced: revoke it at Polar once the new pair is committed.
+            _revoke_after_commit(session, settings, previous)
         return integration
     except BaseException as exc:
         nested.rollback()
@@ -272,17 +277,25 @@ def choose_organization(
 def disconnect(
     session: Session, settings: Settings, workspace_id: str, *, user_id: str | None = None
 ) -> bool:
-    """Revoke the grant at Polar (best effort) and forget the tokens. Returns False if not connected."""
+    """Revoke the grant at Polar (best effort), forget the tokens and the webhook secret, and cancel
+    the integration's queued and running provisioning runs. Returns False if not connected.
+
+    Holds the integration's token lock until the caller's transaction ends, so no refresh can read
+    the pair being revoked or write a new one over the disconnect.
+    """
     integration = get_integration(session, workspace_id)
     if integration is None:
         return False
-    oauth = PolarOAuth(settings)
+    lock_tokens_until_transaction_ends(session, settings, integration.id)
+    # Under the lock: the pair as committed now (a refresh may have rotated it while we waited).
+    token = current_refresh_token(session, settings, integration.id)
     try:
-        token = refresh_token(settings, integration)
         if token:
-            oauth.revoke(token, "refresh_token")  # revokes both halves at Polar
+            PolarOAuth(settings).revoke(token, "refresh_token")  # revokes both halves at Polar
     except Exception as exc:  # the owner must be able to disconnect even if Polar is down
         log.warning("revoking the Polar grant failed for workspace %s: %s", workspace_id, type(exc).__name__)
+    # Lock the row (integration before runs, as the provision job does) and write.
+    session.refresh(integration, with_for_update=True)
     integration.access_token = None
     integration.refresh_token = None
     integration.token_expires_at = None
@@ -291,8 +304,78 @@ def disconnect(
     integration.status = IntegrationStatus.NOT_CONNECTED.value
     integration.last_error = None
     session.flush()
-    log.info("workspace %s disconnected Polar (user %s)", workspace_id, user_id)
+    cancelled = cancel_active_runs(
+        session, integration.id, "Cancelled: Polar was disconnected from this workspace"
+    )
+    log.info(
+        "workspace %s disconnected Polar (user %s); %d run(s) cancelled", workspace_id, user_id, cancelled
+    )
     return True
+
+
+def cancel_active_runs(session: Session, integration_id: str, reason: str) -> int:
+    """Mark the integration's queued and running runs cancelled (their jobs stop at the next step)."""
+    now = utcnow()
+    run_ids = list(
+        session.scalars(
+            update(ProvisioningRun)
+            .where(
+                ProvisioningRun.integration_id == integration_id,
+                ProvisioningRun.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]),
+            )
+            .values(status=RunStatus.CANCELLED.value, error=reason, finished_at=now)
+            .returning(ProvisioningRun.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if run_ids:
+        session.execute(
+            update(ProvisioningStep)
+            .where(
+                ProvisioningStep.run_id.in_(run_ids),
+                ProvisioningStep.status.in_([StepStatus.PENDING.value, StepStatus.RUNNING.value]),
+            )
+            .values(status=StepStatus.SKIPPED.value)
+            .execution_options(synchronize_session=False)
+        )
+        for run in session.scalars(select(ProvisioningRun).where(ProvisioningRun.id.in_(run_ids))):
+            session.expire(run)
+    return len(run_ids)
+
+
+def _lock_existing_connection(session: Session, settings: Settings, workspace_id: str) -> str | None:
+    """On reconnect: take the token lock (held until the caller's transaction ends) and return the
+    previous grant's refresh token as committed now, to revoke it once the new pair is stored."""
+    existing = get_integration(session, workspace_id)
+    if existing is None:
+        return None
+    lock_tokens_until_transaction_ends(session, settings, existing.id)
+    previous = current_refresh_token(session, settings, existing.id)
+    session.refresh(existing)  # what _store_connection overwrites is the row as it is now
+    return previous
+
+
+_REVOKE_KEY = "connect_polar_revoke_after_commit"
+
+
+def _revoke_after_commit(session: Session, settings: Settings, refresh_token_: str) -> None:
+    session.info.setdefault(_REVOKE_KEY, []).append((settings, refresh_token_))
+    if not event.contains(session, "after_commit", _revoke_pending):
+        event.listen(session, "after_commit", _revoke_pending)
+        event.listen(session, "after_soft_rollback", _drop_pending_revokes)
+
+
+def _revoke_pending(session: Session) -> None:
+    for settings, token in session.info.pop(_REVOKE_KEY, []):
+        try:
+            PolarOAuth(settings).revoke(token, "refresh_token")
+        except Exception as exc:  # quietly: the new connection works either way
+            log.warning("could not revoke the previous Polar grant: %s", type(exc).__name__)
+
+
+def _drop_pending_revokes(session: Session, previous_transaction: Any) -> None:
+    if getattr(previous_transaction, "parent", None) is None:
+        session.info.pop(_REVOKE_KEY, None)
 
 
 def _revoke_quietly(oauth: PolarOAuth, tokens: TokenSet) -> None:

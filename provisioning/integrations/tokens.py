@@ -1,9 +1,13 @@
-"""Keeping the access token fresh.
+"""Keeping the access token fresh, and the per-integration lock that guards the token pair.
 
 Polar rotates refresh tokens and a refresh kills the old pair at once, so two concurrent refreshes
-would leave the loser with ``invalid_grant`` and a dead token. Refreshes are therefore serialized
-per integration with a Redis lock; the row is re-read under the lock (another worker may have
-refreshed already) and the new pair is committed before it is used.
+would leave the loser with ``invalid_grant`` and a dead token. Every writer of an integration's
+token pair therefore holds one Redis lock per integration (``connect-polar:token-refresh:{id}``):
+the refresh here, ``disconnect`` and the reconnect in ``complete_connect``. Under the lock the
+refresh re-reads the row (another worker may have refreshed already), and it writes the new pair in
+its own short transaction, only if the row still holds the refresh token it used (a disconnect or a
+reconnect that got in anyway wins; the orphaned new pair is revoked). Then the caller's object is
+refreshed, so the caller's own transaction is never committed for it.
 """
 
 from __future__ import annotations
@@ -11,19 +15,91 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import timedelta
+from typing import Any
 
 import redis
+from redis.lock import Lock
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from provisioning.config import Settings
-from provisioning.db import utcnow
+from provisioning.db import get_database, utcnow
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
-from provisioning.integrations.service import access_token, refresh_token, store_tokens
-from provisioning.polar.errors import PolarOAuthError, ProvisioningError
-from provisioning.polar.oauth import PolarOAuth
+from provisioning.integrations.service import vault_for
+from provisioning.polar.errors import PolarOAuthError, ProvisioningError, TransientPolarError
+from provisioning.polar.oauth import PolarOAuth, TokenSet
 
 log = logging.getLogger(__name__)
 REFRESH_MARGIN = timedelta(minutes=5)
+LOCK_TIMEOUT = 60  # seconds: a refresh is one token-endpoint call (10 s timeout) and two short writes
+LOCK_WAIT = 30
+# The columns a refresh writes: what the caller's object gets back afterwards.
+TOKEN_COLUMNS = ("access_token", "refresh_token", "token_expires_at", "scopes", "status", "last_error")
+# OAuth errors that mean our client credentials are wrong, not the owner's grant.
+CLIENT_ERRORS = ("invalid_client", "unauthorized_client")
+
+
+class OAuthClientConfigError(ProvisioningError):
+    """Polar rejected our OAuth client itself: an operator must fix POLAR_OAUTH_CLIENT_ID/SECRET."""
+
+
+def refresh_lock_name(integration_id: str) -> str:
+    return f"connect-polar:token-refresh:{integration_id}"
+
+
+def token_lock(conn: redis.Redis, integration_id: str) -> Lock:
+    return conn.lock(refresh_lock_name(integration_id), timeout=LOCK_TIMEOUT, blocking_timeout=LOCK_WAIT)
+
+
+_HELD_KEY = "connect_polar_token_locks"
+
+
+def lock_tokens_until_transaction_ends(
+    session: Session,
+    settings: Settings,
+    integration_id: str,
+    *,
+    redis_conn: redis.Redis | None = None,
+    wait: float = LOCK_WAIT,
+) -> bool:
+    """Take the integration's token lock and hold it until ``session``'s outermost transaction ends.
+
+    For services that write the token pair and leave the commit to their caller (disconnect,
+    reconnect): no refresh can read the old pair or write a new one until the change is committed
+    or rolled back. Taking it again in the same transaction is a no-op.
+
+    Best effort, returns whether the lock is held: if Redis is down or a refresh holds the lock
+    for ``wait`` seconds, the caller goes on (an owner must be able to disconnect). That is still
+    safe, only less tidy: a refresh writes its new pair only over the refresh token it read, and
+    revokes the pair it could not store.
+    """
+    held: dict[str, Lock] = session.info.setdefault(_HELD_KEY, {})
+    if integration_id in held:
+        return True
+    try:
+        conn = redis_conn or redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+        lock = conn.lock(refresh_lock_name(integration_id), timeout=LOCK_TIMEOUT, blocking_timeout=wait)
+        acquired = lock.acquire()
+    except redis.exceptions.RedisError as exc:
+        log.warning(
+            "token lock of integration %s unavailable (%s); going on", integration_id, type(exc).__name__
+        )
+        return False
+    if not acquired:
+        log.warning("token lock of integration %s still taken after %ss; going on", integration_id, wait)
+        return False
+    held[integration_id] = lock
+    if not event.contains(session, "after_transaction_end", _release_held):
+        event.listen(session, "after_transaction_end", _release_held)
+    return True
+
+
+def _release_held(session: Session, transaction: Any) -> None:
+    if transaction.parent is not None:  # a savepoint or subtransaction: keep holding
+        return
+    for lock in session.info.pop(_HELD_KEY, {}).values():
+        with contextlib.suppress(redis.exceptions.RedisError):
+            lock.release()
 
 
 def needs_refresh(integration: PolarIntegration, margin: timedelta = REFRESH_MARGIN) -> bool:
@@ -40,31 +116,56 @@ def fresh_access_token(
 ) -> str:
     """The integration's access token, refreshed first if it expires within 5 minutes.
 
-    Commits the session when it refreshes (the new refresh token must never be lost).
+    A refresh writes the new pair in its own short transaction (the new refresh token must never be
+    lost) and then reloads the token columns of ``integration``; ``session``'s transaction is left
+    alone. The caller must not hold uncommitted writes to the integration's row (they would block
+    that short transaction).
     """
+    vault = vault_for(settings)
     if not needs_refresh(integration):
-        return access_token(settings, integration)
+        return _access_token(settings, integration)
     conn = redis_conn or redis.Redis.from_url(settings.redis_url)
-    lock = conn.lock(f"connect-polar:token-refresh:{integration.id}", timeout=60, blocking_timeout=30)
+    lock = token_lock(conn, integration.id)
     if not lock.acquire():
-        from provisioning.polar.errors import TransientPolarError
-
         raise TransientPolarError("another worker is refreshing this workspace's Polar token; will retry")
     try:
-        session.refresh(integration)  # another worker may have refreshed while we waited
+        # Re-read under the lock: another worker may have refreshed, or the owner disconnected.
+        session.refresh(integration, attribute_names=list(TOKEN_COLUMNS))
         if not needs_refresh(integration):
-            return access_token(settings, integration)
-        current_refresh = refresh_token(settings, integration)
-        if not current_refresh:
-            _needs_reconnect(session, integration, "the Polar connection has no refresh token")
+            return _access_token(settings, integration)
+        read_ciphertext = integration.refresh_token
+        if not read_ciphertext:
+            _needs_reconnect(session, integration, None, "the Polar connection has no refresh token")
+        assert read_ciphertext is not None
         try:
-            tokens = PolarOAuth(settings).refresh(current_refresh)  # type: ignore[arg-type]
+            tokens = PolarOAuth(settings).refresh(vault.decrypt(read_ciphertext))
         except PolarOAuthError as exc:
-            if exc.error in ("invalid_grant", "invalid_client", "unauthorized_client"):
-                _needs_reconnect(session, integration, f"Polar refused to refresh the token ({exc.error})")
+            if exc.error == "invalid_grant":
+                _needs_reconnect(
+                    session, integration, read_ciphertext, f"Polar refused to refresh the token ({exc.error})"
+                )
+            if exc.error in CLIENT_ERRORS:
+                # Our OAuth client is misconfigured: every workspace would fail the same way, and no
+                # owner can fix it by reconnecting. Leave the integration's status alone.
+                log.error(
+                    "Polar rejected our OAuth client (%s) while refreshing integration %s: check "
+                    "POLAR_OAUTH_CLIENT_ID and POLAR_OAUTH_CLIENT_SECRET",
+                    exc.error,
+                    integration.id,
+                )
+                raise OAuthClientConfigError(
+                    f"Polar rejected this application's OAuth client ({exc.error}); the operator must "
+                    "check POLAR_OAUTH_CLIENT_ID and POLAR_OAUTH_CLIENT_SECRET. Nothing to do on "
+                    "your side: this is retried once it is fixed"
+                ) from None
             raise ProvisioningError(f"Polar refused to refresh the access token ({exc.error})") from None
-        store_tokens(settings, integration, tokens)
-        session.commit()
+        if not _store_refreshed(settings, integration.id, read_ciphertext, tokens):
+            _revoke_quietly(settings, tokens)
+            session.refresh(integration, attribute_names=list(TOKEN_COLUMNS))
+            raise TransientPolarError(
+                "the Polar connection changed while its token was refreshed; will retry"
+            )
+        session.refresh(integration, attribute_names=list(TOKEN_COLUMNS))
         log.info("refreshed the Polar token of integration %s", integration.id)
         return tokens.access_token
     finally:
@@ -72,9 +173,68 @@ def fresh_access_token(
             lock.release()
 
 
-def _needs_reconnect(session: Session, integration: PolarIntegration, why: str) -> None:
+def _access_token(settings: Settings, integration: PolarIntegration) -> str:
+    from provisioning.integrations.service import access_token
+
+    return access_token(settings, integration)
+
+
+def _store_refreshed(settings: Settings, integration_id: str, read_ciphertext: str, tokens: TokenSet) -> bool:
+    """Write the new pair, only over the refresh token it replaces. Its own transaction."""
+    vault = vault_for(settings)
+    values: dict[str, Any] = {
+        "access_token": vault.encrypt(tokens.access_token),
+        "token_expires_at": tokens.expires_at,
+        "updated_at": utcnow(),
+    }
+    if tokens.refresh_token:  # Polar rotates; keep the old one only if none was returned
+        values["refresh_token"] = vault.encrypt(tokens.refresh_token)
+    if tokens.scope:
+        values["scopes"] = tokens.scope
+    with get_database().transaction() as tx:
+        result = tx.execute(
+            update(PolarIntegration)
+            .where(PolarIntegration.id == integration_id, PolarIntegration.refresh_token == read_ciphertext)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)
+
+
+def _needs_reconnect(
+    session: Session, integration: PolarIntegration, read_ciphertext: str | None, why: str
+) -> None:
+    """Mark the integration needs_reconnect (its own transaction, only if the pair is still the one
+    that failed) and raise."""
     message = f"{why}: reconnect Polar from the billing page"
-    integration.status = IntegrationStatus.NEEDS_RECONNECT.value
-    integration.last_error = message
-    session.commit()
+    condition = (
+        PolarIntegration.refresh_token.is_(None)
+        if read_ciphertext is None
+        else PolarIntegration.refresh_token == read_ciphertext
+    )
+    with get_database().transaction() as tx:
+        tx.execute(
+            update(PolarIntegration)
+            .where(
+                PolarIntegration.id == integration.id, PolarIntegration.access_token.is_not(None), condition
+            )
+            .values(status=IntegrationStatus.NEEDS_RECONNECT.value, last_error=message, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    session.refresh(integration, attribute_names=list(TOKEN_COLUMNS))
     raise ProvisioningError(message, needs_reconnect=True)
+
+
+def _revoke_quietly(settings: Settings, tokens: TokenSet) -> None:
+    try:
+        PolarOAuth(settings).revoke(tokens.refresh_token or tokens.access_token)
+    except Exception as exc:
+        log.warning("could not revoke an orphaned Polar token pair: %s", type(exc).__name__)
+
+
+def current_refresh_token(session: Session, settings: Settings, integration_id: str) -> str | None:
+    """The integration's refresh token as committed now (read it under the token lock)."""
+    ciphertext = session.execute(
+        select(PolarIntegration.refresh_token).where(PolarIntegration.id == integration_id)
+    ).scalar()
+    return vault_for(settings).decrypt(ciphertext) if ciphertext else None
