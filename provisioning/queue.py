@@ -8,26 +8,35 @@ later: nothing is lost, and the job id ``provision-<run_id>`` keeps a run from b
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
 from rq import Queue, Retry
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from provisioning.db import Database, get_database, utcnow
-from provisioning.runs.models import ProvisioningRun, RunStatus
+from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
 QUEUE_NAME = "provisioning"
 JOB_TIMEOUT = 600
 RETRY = Retry(max=4, interval=[5, 30, 120, 600])
 SWEEP_MIN_AGE = timedelta(seconds=5)
-ACTIVE_STATUSES = ("queued", "started", "deferred", "scheduled")
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+# A run still ``running`` this long after it started has outlived its job's timeout: if no worker
+# is running its job, the worker died (SIGKILL, OOM) and the reaper fails the run.
+REAP_AFTER = timedelta(seconds=JOB_TIMEOUT) + timedelta(minutes=5)
+INTERRUPTED = (
+    "Setting up billing was interrupted (the worker running it stopped unexpectedly). "
+    "Click Reconnect Polar to try again; if it happens again, contact support"
+)
 
 
 def job_id(run_id: str) -> str:
@@ -45,24 +54,63 @@ def get_queue(connection: redis.Redis, name: str = QUEUE_NAME) -> Queue:
 def enqueue_run(
     run_id: str, redis_url: str, *, queue_name: str = QUEUE_NAME, retry: Retry | None = RETRY
 ) -> Job:
-    """Put the run's job on the queue; a job already waiting or running for it is reused."""
+    """Put the run's job on the queue; a job already waiting or running for it is reused.
+
+    Atomic: ``enqueue(..., unique=True)`` creates the job only if no job with its id exists (one
+    Lua script in Redis), so the after-commit enqueue, the sweeper and a second click can't queue a
+    run twice. A leftover job with that id that is no longer active (finished, failed, stopped, or
+    started by a worker that died) is replaced under a short per-run Redis lock.
+    """
     connection = connect(redis_url)
+    queue = get_queue(connection, queue_name)
     try:
-        existing = Job.fetch(job_id(run_id), connection=connection, serializer=JSONSerializer)
-    except NoSuchJobError:
-        existing = None
-    if existing is not None and existing.get_status(refresh=False) in ACTIVE_STATUSES:
-        return existing
-    return get_queue(connection, queue_name).enqueue(
+        return _enqueue_unique(queue, run_id, retry)
+    except DuplicateJobError:
+        pass
+    with connection.lock(f"connect-polar:enqueue:{run_id}", timeout=30, blocking_timeout=10):
+        existing = _fetch_job(connection, run_id)
+        if existing is not None and job_is_active(connection, existing):
+            return existing
+        if existing is not None:
+            existing.delete()
+        try:
+            return _enqueue_unique(queue, run_id, retry)
+        except DuplicateJobError:  # a fast-path enqueue got in after the delete: that job is the run's
+            job = _fetch_job(connection, run_id)
+            assert job is not None
+            return job
+
+
+def _enqueue_unique(queue: Queue, run_id: str, retry: Retry | None) -> Job:
+    return queue.enqueue(
         "provisioning.tasks.provision",
         run_id,
         job_id=job_id(run_id),
+        unique=True,
         retry=retry,
         job_timeout=JOB_TIMEOUT,
         result_ttl=86400,
         failure_ttl=7 * 86400,
         description=f"provision run {run_id}",
     )
+
+
+def _fetch_job(connection: redis.Redis, run_id: str) -> Job | None:
+    try:
+        return Job.fetch(job_id(run_id), connection=connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
+
+
+def job_is_active(connection: redis.Redis, job: Job) -> bool:
+    """Waiting to run, or running in a worker that is still alive (its execution's heartbeat)."""
+    status = job.get_status(refresh=False)
+    if status == JobStatus.STARTED:
+        registry = StartedJobRegistry(job.origin, connection=connection, serializer=JSONSerializer)
+        live = connection.zrangebyscore(registry.key, time.time(), "+inf")
+        prefix = f"{job.id}:".encode()
+        return any(member.startswith(prefix) for member in live)
+    return status in ACTIVE_STATUSES
 
 
 def mark_enqueued(database: Database, run_id: str) -> None:
@@ -113,12 +161,25 @@ def _on_rollback(session: Session, previous_transaction: Any) -> None:
 
 
 def enqueue_pending(
-    database: Database, redis_url: str, *, min_age: timedelta = SWEEP_MIN_AGE, queue_name: str = QUEUE_NAME
+    database: Database,
+    redis_url: str,
+    *,
+    min_age: timedelta = SWEEP_MIN_AGE,
+    queue_name: str = QUEUE_NAME,
+    reap_after: timedelta = REAP_AFTER,
 ) -> list[str]:
-    """The outbox sweeper: enqueue queued runs that never reached Redis. Returns the run ids."""
-    cutoff = utcnow() - min_age
+    """The outbox sweeper and reaper. Returns the ids of the runs it (re-)enqueued.
+
+    - queued runs that never reached Redis (``enqueued_at`` unset) are enqueued;
+    - queued runs whose job is gone or no longer active (a retry lost with its worker, a job that
+      gave up waiting for the integration's lock) are enqueued again;
+    - runs ``running`` for longer than ``reap_after`` with no active job are failed, with a message
+      that says what to do, and so is their integration.
+    """
+    now = utcnow()
+    cutoff = now - min_age
     with database.transaction() as session:
-        run_ids = list(
+        never_enqueued = list(
             session.scalars(
                 select(ProvisioningRun.id).where(
                     ProvisioningRun.status == RunStatus.QUEUED.value,
@@ -127,13 +188,86 @@ def enqueue_pending(
                 )
             )
         )
+        enqueued_before = list(
+            session.scalars(
+                select(ProvisioningRun.id).where(
+                    ProvisioningRun.status == RunStatus.QUEUED.value,
+                    ProvisioningRun.enqueued_at.is_not(None),
+                    ProvisioningRun.enqueued_at <= cutoff,
+                )
+            )
+        )
+        stale_running = list(
+            session.scalars(
+                select(ProvisioningRun.id).where(
+                    ProvisioningRun.status == RunStatus.RUNNING.value,
+                    ProvisioningRun.started_at <= now - reap_after,
+                )
+            )
+        )
     done = []
-    for run_id in run_ids:
+    try:
+        connection = connect(redis_url)
+        lost = [r for r in enqueued_before if not _has_active_job(connection, r)]
+        dead = [r for r in stale_running if not _has_active_job(connection, r)]
+    except redis.exceptions.RedisError as exc:
+        log.warning("sweeper could not reach Redis (%s)", type(exc).__name__)
+        return done
+    for run_id in dead:
+        if reap_run(database, run_id, now - reap_after):
+            log.warning("reaper: run %s was running with no live job; marked failed", run_id)
+    for run_id in never_enqueued + lost:
         try:
             enqueue_run(run_id, redis_url, queue_name=queue_name)
         except redis.exceptions.RedisError as exc:
             log.warning("sweeper could not enqueue run %s (%s)", run_id, type(exc).__name__)
             break
         mark_enqueued(database, run_id)
+        if run_id in lost:
+            log.warning("sweeper: queued run %s had lost its job; enqueued it again", run_id)
         done.append(run_id)
     return done
+
+
+def _has_active_job(connection: redis.Redis, run_id: str) -> bool:
+    job = _fetch_job(connection, run_id)
+    return job is not None and job_is_active(connection, job)
+
+
+def reap_run(database: Database, run_id: str, started_before: datetime) -> bool:
+    """Fail a run its worker abandoned, and its integration if it is still being set up."""
+    from provisioning.integrations.models import IntegrationStatus, PolarIntegration
+
+    with database.transaction() as session:
+        integration_id = session.scalar(
+            update(ProvisioningRun)
+            .where(
+                ProvisioningRun.id == run_id,
+                ProvisioningRun.status == RunStatus.RUNNING.value,
+                ProvisioningRun.started_at <= started_before,
+            )
+            .values(status=RunStatus.FAILED.value, error=INTERRUPTED, finished_at=utcnow())
+            .returning(ProvisioningRun.integration_id)
+            .execution_options(synchronize_session=False)
+        )
+        if integration_id is None:
+            return False
+        session.execute(
+            update(ProvisioningStep)
+            .where(
+                ProvisioningStep.run_id == run_id,
+                ProvisioningStep.status.in_([StepStatus.PENDING.value, StepStatus.RUNNING.value]),
+            )
+            .values(status=StepStatus.SKIPPED.value)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(PolarIntegration)
+            .where(
+                PolarIntegration.id == integration_id,
+                PolarIntegration.status == IntegrationStatus.PROVISIONING.value,
+            )
+            .values(status=IntegrationStatus.FAILED.value, last_error=INTERRUPTED, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    return True

@@ -16,7 +16,7 @@ from provisioning.queue import enqueue_after_commit
 from provisioning.runs.models import ProvisioningRun, RunStatus
 
 plans_cli = AppGroup("plans", help="The plan catalog.")
-FINISHED = {RunStatus.SUCCEEDED.value, RunStatus.FAILED.value}
+FINISHED = {RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value}
 
 
 @click.command("provision")
@@ -58,6 +58,8 @@ def _wait_for(run_id: str, timeout: float) -> None:
         click.echo(f"  {step.name:<28} {step.status:<10} {duration}{'  ' + step.error if step.error else ''}")
     if run.status == RunStatus.FAILED.value:
         raise click.ClickException(f"run {run_id} failed: {run.error or 'see its steps'}")
+    if run.status == RunStatus.CANCELLED.value:
+        raise click.ClickException(f"run {run_id} was cancelled: {run.error or 'see its steps'}")
     click.echo(f"run {run_id} succeeded")
 
 

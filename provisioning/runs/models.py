@@ -18,6 +18,7 @@ class RunStatus(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # stopped by a disconnect (or the connection changed under it)
 
 
 class StepStatus(enum.StrEnum):
