@@ -354,6 +354,9 @@ class _Provisioner:
             # The step's own writes are discarded, and a failed flush leaves the session unusable
             # until it is rolled back: roll back first, then record the failure in the ledger.
             self.session.rollback()
+            if isinstance(exc, Exception):
+                # A disconnect revokes the token, so the step's calls fail: not the step's failure.
+                self._check_connected()
             step.status = StepStatus.FAILED.value
             step.error = _message(exc)
             step.finished_at = utcnow()

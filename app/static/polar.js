@@ -1,4 +1,5 @@
-// The Polar page, live: poll the status JSON every second while a run is under way.
+// The Polar page, live: poll the status JSON every second while a run is under way, for at most
+// MAX_POLL_MS (a run stuck on the server must not keep a forgotten tab polling forever); then say so.
 // No inline script (CSP: script-src 'self'); every value goes in with textContent.
 (function () {
   "use strict";
@@ -7,6 +8,8 @@
   const url = root.dataset.statusUrl;
   const initial = root.dataset.status;
   const LIVE = new Set(["connecting", "provisioning"]);
+  const MAX_POLL_MS = 10 * 60 * 1000;
+  const startedAt = Date.now();
   const LABELS = {
     not_connected: "Not connected", connecting: "Connecting", awaiting_organization: "Choose an organization",
     provisioning: "Setting up", ready: "Ready", failed: "Failed", needs_reconnect: "Reconnect needed",
@@ -88,6 +91,21 @@
     return LIVE.has(snapshot.status) || Boolean(run && (run.status === "queued" || run.status === "running"));
   }
 
+  function stopPolling() {
+    const help = document.getElementById("status-help");
+    if (help) {
+      help.textContent = "This page stopped updating after 10 minutes. Reload it to see the latest status.";
+    }
+  }
+
+  function later(ms) {
+    if (Date.now() - startedAt + ms > MAX_POLL_MS) {
+      stopPolling();
+      return;
+    }
+    setTimeout(poll, ms);
+  }
+
   async function poll() {
     let snapshot;
     try {
@@ -95,12 +113,12 @@
       if (!response.ok) throw new Error("status " + response.status);
       snapshot = await response.json();
     } catch (_error) {
-      setTimeout(poll, 3000);
+      later(3000);
       return;
     }
     render(snapshot);
     if (isLive(snapshot)) {
-      setTimeout(poll, 1000);
+      later(1000);
     } else if (snapshot.status !== initial) {
       window.location.reload(); // the actions (buttons, chooser) depend on the final state
     }

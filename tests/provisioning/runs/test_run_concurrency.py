@@ -1,0 +1,144 @@
+"""A run runs once, one saga per integration at a time, and a disconnect stops it: real threads,
+real PostgreSQL commits, Redis and the emulator over HTTP."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from provisioning import tasks
+from provisioning.connect.service import disconnect
+from provisioning.integrations.models import IntegrationStatus
+from provisioning.runs.models import ProvisioningRun, RunStatus, StepStatus
+from provisioning.runs.service import create_run
+from provisioning.tasks import IntegrationBusy, provision, saga_lock_name
+from tests.provisioning.conftest import writes
+from tests.provisioning.live import live_connect, wait_for_fault_hit
+
+
+@pytest.fixture
+def live(committing_database, settings):
+    return live_connect(committing_database, settings)
+
+
+def _products(control: httpx.Client, live) -> list[dict]:
+    token, _ = live.tokens()
+    org = live.integration().polar_org_id
+    return control.get(
+        "/v1/products/",
+        params={"organization_id": org, "limit": 100},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["items"]
+
+
+def _new_run(live, trigger: str = "cli") -> str:
+    from provisioning.integrations.models import PolarIntegration
+
+    with live.database.transaction() as s:
+        return create_run(s, s.get(PolarIntegration, live.integration_id), trigger=trigger).id
+
+
+def test_two_runs_of_one_integration_at_once_create_each_object_once(live, control):
+    """Both runs list products before either creates one (the list is slowed down): without the
+    per-integration lock both would create every product."""
+    second = _new_run(live)
+    control.post(
+        "/_emulator/faults", json={"path": "/v1/products/", "method": "GET", "latency_ms": 300, "count": 2}
+    ).raise_for_status()
+    results: dict[str, dict] = {}
+    barrier = threading.Barrier(2)
+
+    def job(run_id: str) -> None:
+        barrier.wait()
+        results[run_id] = provision(run_id, live.settings)
+
+    threads = [threading.Thread(target=job, args=(r,)) for r in (live.run_id, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+
+    assert {r["status"] for r in results.values()} == {"succeeded"}, results
+    assert len(_products(control, live)) == 4
+    assert live.integration().status == IntegrationStatus.READY.value
+
+
+def test_a_duplicate_job_does_not_rerun_a_run_already_running(live, control):
+    with live.database.transaction() as s:
+        s.execute(
+            update(ProvisioningRun)
+            .where(ProvisioningRun.id == live.run_id)
+            .values(status=RunStatus.RUNNING.value)
+        )
+    control.delete("/_emulator/requests")
+
+    result = provision(live.run_id, live.settings)
+
+    assert result["status"] == RunStatus.RUNNING.value
+    assert control.get("/_emulator/requests").json() == []
+    assert live.run().attempts == 0
+
+
+def test_a_finished_run_is_not_run_again(live, control):
+    assert provision(live.run_id, live.settings)["status"] == "succeeded"
+    control.delete("/_emulator/requests")
+    assert provision(live.run_id, live.settings)["status"] == "succeeded"
+    assert control.get("/_emulator/requests").json() == []
+    assert live.run().attempts == 1
+
+
+def test_a_busy_integration_leaves_the_run_queued_for_a_retry(live, redis_conn, control, monkeypatch):
+    monkeypatch.setattr(tasks, "SAGA_LOCK_WAIT", 0.1)
+    lock = redis_conn.lock(saga_lock_name(live.integration_id), timeout=60)
+    assert lock.acquire()
+    try:
+        control.delete("/_emulator/requests")
+        with pytest.raises(IntegrationBusy):
+            provision(live.run_id, live.settings)
+    finally:
+        lock.release()
+    assert live.run().status == RunStatus.QUEUED.value
+    assert control.get("/_emulator/requests").json() == []
+    assert provision(live.run_id, live.settings)["status"] == "succeeded"
+
+
+def test_disconnect_cancels_a_queued_run_and_its_job_stops_quietly(live, control):
+    with live.database.transaction() as s:
+        assert disconnect(s, live.settings, live.workspace_id)
+    run = live.run()
+    assert run.status == RunStatus.CANCELLED.value and "disconnected" in run.error
+    assert {s.status for s in run.steps} == {StepStatus.SKIPPED.value}
+    control.delete("/_emulator/requests")
+
+    result = provision(live.run_id, live.settings)
+
+    assert result["status"] == RunStatus.CANCELLED.value
+    assert writes(control) == []
+    integration = live.integration()
+    assert integration.status == IntegrationStatus.NOT_CONNECTED.value and integration.last_error is None
+
+
+def test_disconnect_during_a_run_stops_it_and_nothing_is_written_back(live, control):
+    path = "/v1/products/"
+    control.post(
+        "/_emulator/faults", json={"path": path, "method": "GET", "latency_ms": 1000, "count": 1}
+    ).raise_for_status()
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(provision(live.run_id, live.settings)))
+    thread.start()
+    wait_for_fault_hit(control, path)  # the run is mid-saga, waiting on Polar
+    with live.database.transaction() as s:
+        assert disconnect(s, live.settings, live.workspace_id)
+    thread.join(timeout=120)
+
+    assert result["status"] == RunStatus.CANCELLED.value, result
+    integration = live.integration()
+    assert integration.status == IntegrationStatus.NOT_CONNECTED.value
+    assert integration.access_token is None and integration.webhook_secret is None
+    assert integration.last_error is None
+    run = live.run()
+    assert run.status == RunStatus.CANCELLED.value
+    assert StepStatus.FAILED.value not in {s.status for s in run.steps}

@@ -1,0 +1,185 @@
+"""Atomic enqueue and the sweeper's reaper: real Redis, real RQ jobs, runs set up in PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from rq import Retry, SimpleWorker
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+from sqlalchemy import update
+
+from provisioning.db import get_database, utcnow
+from provisioning.queue import (
+    INTERRUPTED,
+    REAP_AFTER,
+    connect,
+    enqueue_pending,
+    enqueue_run,
+    get_queue,
+    job_id,
+    mark_enqueued,
+)
+from provisioning.runs.models import ProvisioningRun, RunStatus
+from tests.provisioning.test_queue import worker_env  # noqa: F401  (fixture)
+
+
+def _set(session, run_id: str, **values) -> None:
+    session.execute(update(ProvisioningRun).where(ProvisioningRun.id == run_id).values(**values))
+    session.commit()
+
+
+def test_concurrent_enqueues_queue_one_job(connect, redis_url):
+    run_id = connect().run.id
+    barrier = threading.Barrier(8)
+    jobs: list[Job] = []
+
+    def enqueue() -> None:
+        barrier.wait()
+        jobs.append(enqueue_run(run_id, redis_url))
+
+    threads = [threading.Thread(target=enqueue) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    assert len(jobs) == 8 and {j.id for j in jobs} == {job_id(run_id)}
+    assert get_queue(connect_redis(redis_url)).job_ids == [job_id(run_id)]
+
+
+def connect_redis(url):
+    return connect(url)
+
+
+def test_a_finished_job_is_replaced_by_a_new_enqueue(session, connect, redis_url, worker_env):  # noqa: F811
+    run_id = connect().run.id
+    conn = connect_redis(redis_url)
+    enqueue_run(run_id, redis_url)
+    SimpleWorker([get_queue(conn)], connection=conn, serializer=JSONSerializer).work(burst=True)
+    assert Job.fetch(job_id(run_id), connection=conn, serializer=JSONSerializer).get_status() == "finished"
+
+    job = enqueue_run(run_id, redis_url)
+
+    assert job.get_status() == JobStatus.QUEUED
+    assert get_queue(conn).job_ids == [job_id(run_id)]
+
+
+def test_reaper_fails_a_run_whose_worker_died(session, connect, redis_url):
+    connected = connect()
+    run_id = connected.run.id
+    _set(
+        session,
+        run_id,
+        status=RunStatus.RUNNING.value,
+        enqueued_at=utcnow() - REAP_AFTER,
+        started_at=utcnow() - REAP_AFTER - timedelta(minutes=1),
+    )
+    # No job in Redis at all: the worker that ran it is gone.
+    assert enqueue_pending(get_database(), redis_url) == []
+
+    session.expire_all()
+    run = session.get(ProvisioningRun, run_id)
+    assert run.status == RunStatus.FAILED.value and run.error == INTERRUPTED
+    assert "Reconnect Polar" in run.error
+    assert {s.status for s in run.steps} == {"skipped"}
+    assert connected.integration.status == "failed" and connected.integration.last_error == INTERRUPTED
+
+
+def test_reaper_leaves_runs_that_are_young_or_whose_job_is_alive(session, connect, redis_url):
+    young = connect().run
+    _set(session, young.id, status=RunStatus.RUNNING.value, started_at=utcnow() - timedelta(minutes=5))
+    assert enqueue_pending(get_database(), redis_url) == []
+    session.expire_all()
+    assert session.get(ProvisioningRun, young.id).status == RunStatus.RUNNING.value
+
+    # Old, but its job is waiting on the queue (a worker will pick it up): not the reaper's.
+    _set(session, young.id, started_at=utcnow() - REAP_AFTER - timedelta(minutes=1))
+    enqueue_run(young.id, redis_url)
+    assert enqueue_pending(get_database(), redis_url) == []
+    session.expire_all()
+    assert session.get(ProvisioningRun, young.id).status == RunStatus.RUNNING.value
+
+
+def test_reaper_treats_a_started_job_without_a_live_worker_as_dead(session, connect, redis_url):
+    run_id = connect().run.id
+    job = enqueue_run(run_id, redis_url)
+    job.set_status(JobStatus.STARTED)  # as a SIGKILLed worker leaves it: no live execution
+    _set(
+        session,
+        run_id,
+        status=RunStatus.RUNNING.value,
+        started_at=utcnow() - REAP_AFTER - timedelta(minutes=1),
+    )
+
+    enqueue_pending(get_database(), redis_url)
+
+    session.expire_all()
+    assert session.get(ProvisioningRun, run_id).status == RunStatus.FAILED.value
+
+
+def test_a_queued_run_whose_job_was_lost_is_enqueued_again(session, connect, redis_url):
+    run_id = connect().run.id
+    mark_enqueued(get_database(), run_id)  # as after a retry: enqueued_at set, status queued
+    _set(session, run_id, enqueued_at=utcnow() - timedelta(minutes=1))
+    conn = connect_redis(redis_url)
+    assert get_queue(conn).job_ids == []  # ...but the job is gone (Redis lost it, or it failed)
+
+    assert enqueue_pending(get_database(), redis_url) == [run_id]
+    assert get_queue(conn).job_ids == [job_id(run_id)]
+    # Now its job is queued: the next sweep leaves it alone.
+    _set(session, run_id, enqueued_at=utcnow() - timedelta(minutes=1))
+    assert enqueue_pending(get_database(), redis_url) == []
+    assert get_queue(conn).job_ids == [job_id(run_id)]
+
+
+def test_an_unexpected_error_with_retries_left_requeues_the_run_instead_of_failing_it(
+    session,
+    connect,
+    redis_url,
+    worker_env,  # noqa: F811
+    monkeypatch,
+):
+    """A bug in a step: RQ retries the job, so the run goes back to queued (not failed), and the
+    ledger records the real error, not a PendingRollbackError from a failed flush."""
+    from provisioning import tasks
+    from provisioning.integrations.models import PolarProductMapping
+
+    def broken_save(self, product_ids):
+        # Two mappings for one plan: the flush raises IntegrityError, leaving the session unusable.
+        for _ in range(2):
+            self.session.add(
+                PolarProductMapping(integration_id=self.integration.id, plan_id="dup", polar_product_id="x")
+            )
+        self.session.flush()
+
+    monkeypatch.setattr(tasks._Provisioner, "_save_mappings", broken_save)
+    connected = connect()
+    run_id = connected.run.id
+    conn = connect_redis(redis_url)
+    enqueue_run(run_id, redis_url, retry=Retry(max=1, interval=[600]))
+
+    SimpleWorker([get_queue(conn)], connection=conn, serializer=JSONSerializer).work(burst=True)
+
+    job = Job.fetch(job_id(run_id), connection=conn, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.SCHEDULED  # RQ will retry it
+    session.expire_all()
+    run = session.get(ProvisioningRun, run_id)
+    assert run.status == RunStatus.QUEUED.value, run.error
+    assert "IntegrityError" in run.error and "(retrying)" in run.error
+    assert "support has been notified" not in run.error
+    step = {s.name: s for s in run.steps}["save_mappings"]
+    assert step.status == "failed" and "IntegrityError" in step.error
+    assert connected.integration.status == "provisioning"
+
+    # The last attempt fails the run for good (and the job, with its traceback).
+    monkeypatch.setattr(tasks, "_retries_left", lambda: False)
+    import pytest
+
+    with pytest.raises(Exception, match="IntegrityError|UNIQUE|unique"):
+        tasks.provision(run_id, tasks.Settings.from_env())
+    session.expire_all()
+    run = session.get(ProvisioningRun, run_id)
+    assert run.status == RunStatus.FAILED.value and "IntegrityError" in run.error
+    assert connected.integration.status == "failed"
