@@ -30,6 +30,11 @@ def member_access(workspace_id: str) -> WorkspaceAccess:
     return WorkspaceAccess(workspace=membership.workspace, role=membership.role)
 
 
+def is_owner(workspace_id: str, user_id: str) -> bool:
+    membership = service.membership(db_session(), workspace_id, user_id)
+    return membership is not None and membership.role == Role.OWNER.value
+
+
 def owner_access(workspace_id: str) -> WorkspaceAccess:
     """Like :func:`member_access`, and 403 for members who are not owners."""
     access = member_access(workspace_id)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from app.database import catalog, db_session, settings
-from app.polar.access import member_access, owner_access
+from app.polar.access import is_owner, member_access, owner_access
 from app.polar.forms import ConnectForm, DisconnectForm, OrganizationForm
 from provisioning.connect import service as connect_service
 from provisioning.connect.service import ConnectError
@@ -129,7 +129,14 @@ def callback() -> Response | tuple[str, int]:
     db = db_session()
     try:
         integration = connect_service.complete_connect(
-            db, settings(), state=state, code=code, user_id=current_user.id, browser_nonce=browser_nonce
+            db,
+            settings(),
+            state=state,
+            code=code,
+            user_id=current_user.id,
+            browser_nonce=browser_nonce,
+            catalog=catalog(),
+            may_connect=lambda workspace_id: is_owner(workspace_id, current_user.id),
         )
         _enqueue_pending_runs(integration)
         db.commit()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -103,8 +104,12 @@ def complete_connect(
     user_id: str,
     browser_nonce: str | None,
     catalog: Catalog | None = None,
+    may_connect: Callable[[str], bool] | None = None,
 ) -> PolarIntegration:
     """Verify the callback and store the connection; raises ConnectError with a message to show.
+
+    ``may_connect(workspace_id)`` re-checks, at callback time, that the user may still connect
+    the workspace (an owner demoted during the consent must not finish the connection).
 
     The attempt is consumed before anything else and stays consumed if the caller commits after a
     ConnectError (everything else this call did is rolled back to a savepoint), so a replayed state
@@ -130,6 +135,8 @@ def complete_connect(
         raise ConnectError(
             "This Polar authorization was made for another Polar environment; click Connect Polar again"
         )
+    if may_connect is not None and not may_connect(payload.workspace_id):
+        raise ConnectError("Only the workspace's owners can connect Polar")
 
     attempt = session.get(PolarConnectAttempt, payload.nonce, with_for_update=True)
     if attempt is None or attempt.consumed_at is not None:

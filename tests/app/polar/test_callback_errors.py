@@ -140,3 +140,19 @@ def test_a_reused_code_with_a_fresh_state_is_refused(
     assert response.status_code == 400
     assert "did not accept" in response.get_data(as_text=True)
     assert _stored(session)[2] == 1  # no second run
+
+
+def test_an_owner_demoted_during_consent_cannot_finish_the_connection(
+    owner_client: FlaskClient, owner: User, workspace: Workspace, session: Session
+) -> None:
+    from app.accounts import service
+
+    answer = consent(start_connect(owner_client, workspace.id))
+    service.membership(session, workspace.id, owner.id).role = "member"
+    session.commit()
+
+    response = owner_client.get(answer.callback_path)
+
+    assert response.status_code == 400
+    assert "Only the workspace&#39;s owners can connect Polar" in response.get_data(as_text=True)
+    assert _stored(session) == (0, 0, 0)
