@@ -29,7 +29,7 @@ log = logging.getLogger("connect_polar.worker")
 
 def sweep(database: Database, settings: Settings) -> None:
     try:
-        enqueued = queue.enqueue_pending(database, settings.redis_url, queue_name=settings.queue_name)
+        enqueued = queue.enqueue_pending(database, settings.redis_url)
     except Exception:  # the sweeper must never take the worker down
         log.exception("outbox sweep failed")
         return
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     connection = queue.connect(settings.redis_url)
     worker_class = SimpleWorker if args.simple or sys.platform == "darwin" else Worker
     worker = worker_class(
-        [queue.get_queue(connection, settings.queue_name)], connection=connection, serializer=JSONSerializer
+        [queue.get_queue(connection, queue.QUEUE_NAME)], connection=connection, serializer=JSONSerializer
     )
     try:
         worker.work(burst=args.burst, with_scheduler=not args.burst)

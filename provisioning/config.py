@@ -69,7 +69,6 @@ class Settings:
     polar_oauth_client_secret: str = ""
     polar_oauth_redirect_uri: str = "http://127.0.0.1:5000/polar/callback"
     token_encryption_keys: list[bytes] = field(default_factory=list)
-    queue_name: str = "provisioning"
 
     @property
     def is_production(self) -> bool:

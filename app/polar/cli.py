@@ -11,7 +11,7 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
 from app.database import db_session, settings
-from provisioning.integrations.models import PolarIntegration
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.queue import enqueue_after_commit
 from provisioning.runs.models import ProvisioningRun, RunStatus
 
@@ -32,6 +32,18 @@ def provision(workspace_id: str, wait: bool, timeout: float) -> None:
     integration = db.scalar(select(PolarIntegration).where(PolarIntegration.workspace_id == workspace_id))
     if integration is None or not integration.access_token:
         raise click.ClickException(f"workspace {workspace_id} has no Polar connection")
+    if integration.status == IntegrationStatus.AWAITING_ORGANIZATION.value:
+        raise click.ClickException(
+            f"workspace {workspace_id} waits for its owner to choose a Polar organization"
+        )
+    active = db.scalar(
+        select(ProvisioningRun.id).where(
+            ProvisioningRun.integration_id == integration.id,
+            ProvisioningRun.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]),
+        )
+    )
+    if active is not None:
+        raise click.ClickException(f"run {active} is already under way for workspace {workspace_id}")
     run = create_run(db, integration, trigger="cli")
     enqueue_after_commit(db, run.id, settings().redis_url)
     db.commit()

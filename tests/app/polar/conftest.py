@@ -15,6 +15,7 @@ from rq.serializers import JSONSerializer
 
 from polar_emulator.config import DEMO_USER_EMAIL
 from provisioning.config import Settings
+from provisioning.queue import QUEUE_NAME
 from tests.app.conftest import csrf_token
 
 
@@ -64,7 +65,7 @@ def consent(
 def run_jobs(redis_url: str, settings: Settings) -> None:
     """Run every queued job with a real RQ worker, in burst mode, in this process."""
     connection = Redis.from_url(redis_url)
-    queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
+    queue = Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
     SimpleWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
     connection.close()
 

@@ -73,6 +73,9 @@ def test_provision_queues_a_cli_run_that_a_worker_finishes(
     run = session.get(ProvisioningRun, run_id)
     assert run is not None and run.trigger == "cli" and run.status == "queued"
 
+    again = app.test_cli_runner().invoke(args=["provision", workspace.id])
+    assert again.exit_code == 1 and f"run {run_id} is already under way" in again.output
+
     run_jobs(redis_url, settings)
     session.expire_all()
     assert session.scalar(select(ProvisioningRun.status).where(ProvisioningRun.id == run_id)) == "succeeded"
