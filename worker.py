@@ -21,6 +21,7 @@ import app.accounts.models  # noqa: F401  (tables that provisioning's foreign ke
 import provisioning.models  # noqa: F401
 from provisioning import queue
 from provisioning.config import ConfigError, Settings
+from provisioning.connect.service import purge_expired_attempts
 from provisioning.db import Database, configure
 
 SWEEP_EVERY_SECONDS = 30.0
@@ -28,6 +29,11 @@ log = logging.getLogger("connect_polar.worker")
 
 
 def sweep(database: Database, settings: Settings) -> None:
+    try:
+        with database.transaction() as session:
+            purge_expired_attempts(session)
+    except Exception:  # the sweeper must never take the worker down
+        log.exception("purging expired connect attempts failed")
     try:
         enqueued = queue.enqueue_pending(database, settings.redis_url)
     except Exception:  # the sweeper must never take the worker down

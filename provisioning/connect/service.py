@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session
 
 from provisioning.catalog import Catalog, load_catalog
@@ -390,3 +390,11 @@ def _revoke_quietly(oauth: PolarOAuth, tokens: TokenSet) -> None:
         oauth.revoke(tokens.refresh_token or tokens.access_token)
     except Exception as exc:
         log.warning("could not revoke an unused Polar grant: %s", type(exc).__name__)
+
+
+def purge_expired_attempts(session: Session, *, older_than: timedelta = timedelta(days=1)) -> int:
+    """Delete connect attempts that expired over ``older_than`` ago (the worker's sweeper calls it)."""
+    result = session.execute(
+        delete(PolarConnectAttempt).where(PolarConnectAttempt.expires_at < utcnow() - older_than)
+    )
+    return result.rowcount or 0

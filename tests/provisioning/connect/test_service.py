@@ -235,3 +235,19 @@ def test_connect_is_refused_clearly_when_the_platform_is_not_configured(session,
             session, replace(settings, **missing), workspace_id=owner.workspace_id, user_id=owner.user_id
         )
     assert session.scalar(select(func.count()).select_from(PolarConnectAttempt)) == 0
+
+
+def test_expired_connect_attempts_are_purged_after_a_day(session, settings, owner):
+    from datetime import timedelta
+
+    from provisioning.connect.service import purge_expired_attempts
+    from provisioning.db import utcnow
+
+    old = begin_connect(session, settings, workspace_id=owner.workspace_id, user_id=owner.user_id)
+    fresh = begin_connect(session, settings, workspace_id=owner.workspace_id, user_id=owner.user_id)
+    session.get(PolarConnectAttempt, old.nonce).expires_at = utcnow() - timedelta(days=2)
+    session.commit()
+
+    assert purge_expired_attempts(session) == 1
+    session.commit()
+    assert session.scalars(select(PolarConnectAttempt.nonce)).all() == [fresh.nonce]
