@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
+import authlib.deprecate  # noqa: F401  (it installs an "always" filter for its own warnings)
+
+# Authlib 1.9 would rather use the httpx2 package; polar-sdk and the platform use httpx.
+warnings.filterwarnings("ignore", message="The httpx module is deprecated", category=DeprecationWarning)
+
 from collections.abc import Iterator
 
 import httpx
@@ -34,12 +41,12 @@ def control(emulator: EmulatorServer) -> Iterator[httpx.Client]:
 
 # -- the database: real PostgreSQL, one database per test process, a savepoint per test ---------
 
-import os  # noqa: E402
+import os
 
-import redis as redis_lib  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
+import redis as redis_lib
+import sqlalchemy as sa
 
-from provisioning import db as db_module  # noqa: E402
+from provisioning import db as db_module
 
 PG_BASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_BASE_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
