@@ -11,24 +11,18 @@ import time
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
-from cryptography.fernet import Fernet
 
-from app.accounts.models import Membership, User, Workspace
 from polar_emulator import EmulatorServer
-from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI
 from provisioning.catalog import load_catalog
 from provisioning.catalog.desired import WORKSPACE_KEY
 from provisioning.config import Settings
-from provisioning.connect.service import begin_connect, complete_connect
 from provisioning.db import Database
 from provisioning.integrations.models import PolarIntegration
 from provisioning.integrations.service import access_token
 from provisioning.queue import enqueue_run
-from provisioning.runs.models import ProvisioningRun
 from provisioning.runs.service import create_run
 from provisioning.tasks import provision
-from tests.provisioning.conftest import consent
+from tests.committed import connect_committed, platform_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,39 +41,11 @@ def test_a_run_killed_after_polar_created_products_is_finished_by_the_next_run_w
     emulator: EmulatorServer,
     control: httpx.Client,
 ) -> None:
-    env = {
-        **os.environ,
-        "APP_ENV": "test",
-        "DATABASE_URL": pg_url,
-        "REDIS_URL": redis_url,
-        "SECRET_KEY": "crash-test-secret-key-0123456789abcdef",
-        "PUBLIC_BASE_URL": "http://127.0.0.1:9",
-        "POLAR_API_URL": emulator.url,
-        "POLAR_WEB_URL": emulator.url,
-        "POLAR_OAUTH_CLIENT_ID": DEMO_CLIENT_ID,
-        "POLAR_OAUTH_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-        "POLAR_OAUTH_REDIRECT_URI": DEMO_REDIRECT_URI,
-        "POLAR_TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-    }
+    env = platform_env(pg_url=pg_url, redis_url=redis_url, polar_url=emulator.url)
     settings = Settings.from_env(env)
     catalog = load_catalog(settings.plans_file)
-    with committing_database.transaction() as session:
-        user, workspace = User(email="owner@crash.test", password_hash="x"), Workspace(name="Crash")
-        session.add_all([user, workspace])
-        session.flush()
-        session.add(Membership(workspace_id=workspace.id, user_id=user.id, role="owner"))
-        user_id, workspace_id = user.id, workspace.id
-    with committing_database.transaction() as session:
-        start = begin_connect(session, settings, workspace_id=workspace_id, user_id=user_id)
-    code, state = consent(start.authorize_url)
-    with committing_database.transaction() as session:
-        integration = complete_connect(
-            session, settings, state=state, code=code, user_id=user_id, browser_nonce=start.nonce
-        )
-        integration_id = integration.id
-        run_id = session.scalar(
-            sa.select(ProvisioningRun.id).where(ProvisioningRun.integration_id == integration_id)
-        )
+    connected = connect_committed(committing_database, settings, name="Crash")
+    run_id, integration_id, workspace_id = connected.run_id, connected.integration_id, connected.workspace_id
 
     # Attaching benefits hangs, so the worker is caught after Polar created the products and
     # before anything of them reached our database.

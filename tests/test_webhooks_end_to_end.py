@@ -10,43 +10,29 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import sqlalchemy as sa
-from cryptography.fernet import Fernet
 from werkzeug.serving import make_server
 
 from app import create_app
-from app.accounts.models import Membership, User, Workspace
 from polar_emulator import EmulatorServer
-from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI
 from provisioning.config import Settings
-from provisioning.connect.service import begin_connect, complete_connect
 from provisioning.db import Database
 from provisioning.integrations.models import PolarIntegration
 from provisioning.reconcile.webhook import WEBHOOK_EVENTS
-from provisioning.runs.models import ProvisioningRun
 from provisioning.runs.service import status_snapshot
 from provisioning.tasks import provision
 from provisioning.webhooks.models import PolarWebhookEvent
-from tests.provisioning.conftest import consent
+from tests.committed import connect_committed, platform_env
 
 
 @pytest.fixture
 def live_app(
-    committing_database: Database, emulator: EmulatorServer, redis_url: str
+    committing_database: Database, emulator: EmulatorServer, pg_url: str, redis_url: str
 ) -> Iterator[tuple[str, Settings]]:
     """The web app on a real port, so the emulator can reach it."""
     server = make_server("127.0.0.1", 0, None, threaded=True)  # type: ignore[arg-type]
     base_url = f"http://127.0.0.1:{server.server_port}"
-    settings = Settings(
-        env="test",
-        redis_url=redis_url,
-        secret_key="e2e-secret-key-0123456789abcdef0123456789",
-        public_base_url=base_url,
-        polar_api_url=emulator.url,
-        polar_web_url=emulator.url,
-        polar_oauth_client_id=DEMO_CLIENT_ID,
-        polar_oauth_client_secret=DEMO_CLIENT_SECRET,
-        polar_oauth_redirect_uri=DEMO_REDIRECT_URI,
-        token_encryption_keys=[Fernet.generate_key()],
+    settings = Settings.from_env(
+        platform_env(pg_url=pg_url, redis_url=redis_url, polar_url=emulator.url, public_base_url=base_url)
     )
     server.app = create_app(settings, database=committing_database)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -60,23 +46,8 @@ def test_events_of_a_purchase_reach_the_app_signed_and_are_recorded_once(
     live_app: tuple[str, Settings], committing_database: Database, control: httpx.Client
 ) -> None:
     _, settings = live_app
-    with committing_database.transaction() as session:
-        user, workspace = User(email="owner@e2e.test", password_hash="x"), Workspace(name="E2E")
-        session.add_all([user, workspace])
-        session.flush()
-        session.add(Membership(workspace_id=workspace.id, user_id=user.id, role="owner"))
-        user_id, workspace_id = user.id, workspace.id
-    with committing_database.transaction() as session:
-        start = begin_connect(session, settings, workspace_id=workspace_id, user_id=user_id)
-    code, state = consent(start.authorize_url)
-    with committing_database.transaction() as session:
-        integration = complete_connect(
-            session, settings, state=state, code=code, user_id=user_id, browser_nonce=start.nonce
-        )
-        integration_id = integration.id
-        run_id = session.scalar(
-            sa.select(ProvisioningRun.id).where(ProvisioningRun.integration_id == integration_id)
-        )
+    connected = connect_committed(committing_database, settings, name="E2E")
+    run_id, integration_id, workspace_id = connected.run_id, connected.integration_id, connected.workspace_id
     assert provision(run_id, settings)["status"] == "succeeded"
     with committing_database.transaction() as session:
         integration = session.get(PolarIntegration, integration_id)

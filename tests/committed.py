@@ -1,0 +1,68 @@
+"""The connect flow with real commits, for tests whose other half runs elsewhere (a worker
+process, the web app on a real port): those cannot see a test's savepoint."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+
+from app.accounts.models import Membership, User, Workspace
+from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI
+from provisioning.config import Settings
+from provisioning.connect.service import begin_connect, complete_connect
+from provisioning.db import Database
+from provisioning.runs.models import ProvisioningRun
+from tests.provisioning.conftest import consent
+
+
+def platform_env(
+    *, pg_url: str, redis_url: str, polar_url: str, public_base_url: str = "http://127.0.0.1:9"
+) -> dict[str, str]:
+    """The environment a worker or web process of the platform is started with."""
+    return {
+        **os.environ,
+        "APP_ENV": "test",
+        "DATABASE_URL": pg_url,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "committed-test-secret-key-0123456789abcdef",
+        "PUBLIC_BASE_URL": public_base_url,
+        "POLAR_API_URL": polar_url,
+        "POLAR_WEB_URL": polar_url,
+        "POLAR_OAUTH_CLIENT_ID": DEMO_CLIENT_ID,
+        "POLAR_OAUTH_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+        "POLAR_OAUTH_REDIRECT_URI": DEMO_REDIRECT_URI,
+        "POLAR_TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
+
+
+@dataclass(frozen=True)
+class Connected:
+    user_id: str
+    workspace_id: str
+    integration_id: str
+    run_id: str
+
+
+def connect_committed(database: Database, settings: Settings, *, name: str) -> Connected:
+    """An owner and workspace, then Connect Polar as demo@polar.local, each step committed."""
+    slug = name.lower().replace(" ", "-")
+    with database.transaction() as session:
+        user, workspace = User(email=f"owner@{slug}.test", password_hash="x"), Workspace(name=name)
+        session.add_all([user, workspace])
+        session.flush()
+        session.add(Membership(workspace_id=workspace.id, user_id=user.id, role="owner"))
+        user_id, workspace_id = user.id, workspace.id
+    with database.transaction() as session:
+        start = begin_connect(session, settings, workspace_id=workspace_id, user_id=user_id)
+    code, state = consent(start.authorize_url)
+    with database.transaction() as session:
+        integration = complete_connect(
+            session, settings, state=state, code=code, user_id=user_id, browser_nonce=start.nonce
+        )
+        run_id = session.scalar(
+            sa.select(ProvisioningRun.id).where(ProvisioningRun.integration_id == integration.id)
+        )
+        return Connected(user_id, workspace_id, integration.id, run_id)
