@@ -27,9 +27,7 @@ and fails the run only when no retry is left.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,12 +50,11 @@ from provisioning.polar.errors import ProvisioningError, TransientPolarError
 from provisioning.reconcile import benefits, meters, products, webhook
 from provisioning.reconcile.context import RunContext
 from provisioning.reconcile.organization import create_for_workspace
+from provisioning.runs.lock import saga_lock
 from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
 MAX_PARALLEL_CALLS = 8
-SAGA_LOCK_TTL = 15.0  # seconds, renewed every TTL/3 while the saga runs
-SAGA_LOCK_WAIT = 20.0  # a little longer than the TTL: a dead worker's lock expires meanwhile
 
 
 def webhook_url(settings: Settings, integration: PolarIntegration) -> str:
@@ -74,59 +71,8 @@ def provision(run_id: str, settings: Settings | None = None) -> dict[str, Any]:
         session.close()
 
 
-class IntegrationBusy(TransientPolarError):
-    """Another run of the same integration holds its provisioning lock: RQ's Retry runs this later."""
-
-
 class _Stopped(Exception):
     """The integration was disconnected or its connection changed under the run: stop quietly."""
-
-
-def saga_lock_name(integration_id: str) -> str:
-    return f"connect-polar:provision:{integration_id}"
-
-
-@contextmanager
-def _saga_lock(conn: redis.Redis, integration_id: str) -> Iterator[None]:
-    """Hold the integration's provisioning lock for the whole saga.
-
-    The lock lives ``SAGA_LOCK_TTL`` seconds and a heartbeat thread renews it while the saga runs,
-    so a worker killed mid-run (SIGKILL, OOM) frees it within seconds, not at the job's timeout.
-    A job that finds it taken waits up to ``SAGA_LOCK_WAIT`` (a saga usually takes seconds, and
-    this also outwaits a dead holder's lock), then raises ``IntegrationBusy``: transient, so RQ's
-    Retry runs the job later instead of tying up the worker.
-    """
-    lock = conn.lock(
-        saga_lock_name(integration_id),
-        timeout=SAGA_LOCK_TTL,
-        blocking_timeout=SAGA_LOCK_WAIT,
-        thread_local=False,  # the heartbeat thread renews it
-    )
-    if not lock.acquire():
-        raise IntegrationBusy(
-            "another provisioning run of this workspace is under way; this one starts after it"
-        )
-    stop = threading.Event()
-
-    def heartbeat() -> None:
-        while not stop.wait(SAGA_LOCK_TTL / 3):
-            try:
-                lock.reacquire()
-            except Exception as exc:  # lost it (Redis down for longer than the TTL): say so
-                log.warning(
-                    "lost the provisioning lock of integration %s: %s", integration_id, type(exc).__name__
-                )
-                return
-
-    keeper = threading.Thread(target=heartbeat, name="saga-lock", daemon=True)
-    keeper.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        keeper.join()
-        with contextlib.suppress(redis.exceptions.LockError):
-            lock.release()
 
 
 # Integration statuses a claimed run may start from (it sets ``provisioning``); from any other
@@ -166,7 +112,7 @@ class _Provisioner:
         self.session.rollback()  # no transaction open while we wait for anything
 
         # One saga per integration at a time: find-before-create only works serially.
-        with _saga_lock(self._redis(), integration_id):
+        with saga_lock(self._redis(), integration_id):
             return self._run_locked()
 
     def _run_locked(self) -> dict[str, Any]:

@@ -9,12 +9,13 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from provisioning import tasks
 from provisioning.connect.service import disconnect
 from provisioning.integrations.models import IntegrationStatus
+from provisioning.runs import lock as saga_locks
+from provisioning.runs.lock import IntegrationBusy, saga_lock_name
 from provisioning.runs.models import ProvisioningRun, RunStatus, StepStatus
 from provisioning.runs.service import create_run
-from provisioning.tasks import IntegrationBusy, provision, saga_lock_name
+from provisioning.tasks import provision
 from tests.provisioning.conftest import writes
 from tests.provisioning.live import live_connect, wait_for_fault_hit
 
@@ -91,7 +92,7 @@ def test_a_finished_run_is_not_run_again(live, control):
 
 
 def test_a_busy_integration_leaves_the_run_queued_for_a_retry(live, redis_conn, control, monkeypatch):
-    monkeypatch.setattr(tasks, "SAGA_LOCK_WAIT", 0.1)
+    monkeypatch.setattr(saga_locks, "SAGA_LOCK_WAIT", 0.1)
     lock = redis_conn.lock(saga_lock_name(live.integration_id), timeout=60)
     assert lock.acquire()
     try:
