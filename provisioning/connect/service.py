@@ -23,6 +23,7 @@ from provisioning.connect.state import ConnectState, StateError, decode_state, e
 from provisioning.db import utcnow
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import (
+    access_token,
     get_integration,
     get_or_create_integration,
     store_tokens,
@@ -296,6 +297,7 @@ def disconnect(
     lock_tokens_until_transaction_ends(session, settings, integration.id)
     # Under the lock: the pair as committed now (a refresh may have rotated it while we waited).
     token = current_refresh_token(session, settings, integration.id)
+    _delete_webhook_endpoint(settings, integration)
     try:
         if token:
             PolarOAuth(settings).revoke(token, "refresh_token")  # revokes both halves at Polar
@@ -308,6 +310,7 @@ def disconnect(
     integration.token_expires_at = None
     integration.scopes = None
     integration.webhook_secret = None
+    integration.webhook_endpoint_id = None
     integration.status = IntegrationStatus.NOT_CONNECTED.value
     integration.last_error = None
     session.flush()
@@ -318,6 +321,25 @@ def disconnect(
         "workspace %s disconnected Polar (user %s); %d run(s) cancelled", workspace_id, user_id, cancelled
     )
     return True
+
+
+def _delete_webhook_endpoint(settings: Settings, integration: PolarIntegration) -> None:
+    """Stop Polar's deliveries to us (best effort, before the grant is revoked). Products stay:
+    customers may hold subscriptions to them, and a reconnect finds them again."""
+    if not (integration.webhook_endpoint_id and integration.access_token):
+        return
+    try:
+        api = PolarApi(settings.polar_api_url, access_token(settings, integration))
+        api.write(
+            api.sdk.webhooks.delete_webhook_endpoint,
+            integration.webhook_endpoint_id,
+            action="delete the webhook endpoint",
+            scope="webhooks:write",
+        )
+    except Exception as exc:  # the owner must be able to disconnect even if Polar is down
+        log.warning(
+            "deleting the webhook endpoint failed for integration %s: %s", integration.id, type(exc).__name__
+        )
 
 
 def cancel_active_runs(session: Session, integration_id: str, reason: str) -> int:

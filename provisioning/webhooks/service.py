@@ -26,7 +26,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from provisioning.config import Settings
-from provisioning.integrations.models import PolarIntegration
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import vault_for
 from provisioning.webhooks.models import PolarWebhookEvent
 
@@ -56,6 +56,8 @@ def receive(
     integration = _integration_for(session, path_token)
     if integration is None:
         raise WebhookRejected(404, "no webhook endpoint here")
+    if integration.status == IntegrationStatus.NOT_CONNECTED.value:
+        raise WebhookRejected(410, "this workspace disconnected Polar")
     if not integration.webhook_secret:
         # Polar starts delivering as soon as it created the endpoint, before the run stored its
         # secret: answer with a failure Polar retries.

@@ -163,3 +163,14 @@ def test_a_non_utf8_body_without_a_signature_is_refused(client, session, integra
 
     assert response.status_code == 403
     assert recorded(session) == 0
+
+
+def test_a_disconnected_workspace_answers_gone(client, session, integration):
+    integration.status = IntegrationStatus.NOT_CONNECTED.value
+    session.commit()
+    body, headers = signed(event())
+
+    response = post(client, integration, body, headers)
+
+    assert response.status_code == 410
+    assert recorded(session) == 0

@@ -200,6 +200,28 @@ def test_disconnect_revokes_and_forgets_tokens(session, settings, connect):
     assert PolarOAuth(settings).introspect(token).active is False
 
 
+def test_disconnect_deletes_our_webhook_endpoint_and_keeps_the_products(session, settings, connect, emulator):
+    connected = connect()
+    assert provision(connected.run.id, settings)["status"] == "succeeded"
+    session.refresh(connected.integration)
+    endpoint_id = connected.integration.webhook_endpoint_id
+    store = emulator.store  # Polar's side, read directly: the token is revoked by then
+
+    assert disconnect(session, settings, connected.owner.workspace_id, user_id=connected.owner.user_id)
+    session.commit()
+
+    endpoint = store.collections["webhook_endpoints"].get(endpoint_id)
+    assert endpoint is None or endpoint.get("deleted_at")
+    assert connected.integration.webhook_endpoint_id is None
+    products = [
+        p
+        for p in store.collections["products"].values()
+        if p["organization_id"] == connected.integration.polar_org_id
+    ]
+    assert len(products) == len(connected.integration.product_mappings) == 4
+    assert not any(p["is_archived"] for p in products)
+
+
 def test_reconnecting_to_other_organizations_forgets_what_was_set_up_in_the_old_one(
     session, settings, connect
 ):
