@@ -12,40 +12,18 @@ import copy
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from pydantic import Field, StringConstraints
 from starlette.requests import Request
 
-from polar_emulator.auth import (
-    AuthSubject,
-    authenticate,
-    get_store,
-    list_organization_ids,
-    payload_organization,
-    reachable_or_404,
-)
+from polar_emulator.auth import get_store
 from polar_emulator.errors import not_found, validation_error, validation_item
-from polar_emulator.pagination import paginate
-from polar_emulator.resources.common import (
-    Body,
-    Metadata,
-    collection,
-    metadata_matches,
-    metadata_query,
-    now,
-    sort_items,
-    text_contains,
-)
+from polar_emulator.resources.common import Body, Metadata, Resource, collection, now, text_contains
 from polar_emulator.resources.meters import get_meter
 from polar_emulator.store import Store
 from polar_emulator.tokens import new_id
 from polar_emulator.webhooks.events import emit_event
 
-router = APIRouter(prefix="/v1/benefits", tags=["benefits"])
-
-READ = ("benefits:read", "benefits:write")
-WRITE = ("benefits:write",)
-SORTABLE = ("created_at", "description", "type", "user_order")
 BenefitType = Literal[
     "custom",
     "discord",
@@ -187,17 +165,18 @@ def get_benefit(store: Store, benefit_id: str | UUID) -> dict[str, Any] | None:
     return benefit
 
 
-def _get(request: Request, subject: AuthSubject, id: UUID) -> dict[str, Any]:
-    return reachable_or_404(request, subject, get_benefit(get_store(request), id))
+BENEFITS = Resource(
+    "benefits",
+    manage=("products:manage", "manage benefits"),
+    sortable=("created_at", "description", "type", "user_order"),
+    lookup=get_benefit,
+)
+router = BENEFITS.router
 
 
 @router.post("/", status_code=201)
 async def create_benefit(request: Request, body: BenefitCreate) -> dict:
-    subject = authenticate(request, WRITE)
-    organization_id = payload_organization(
-        request, subject, str(body.organization_id) if body.organization_id else None
-    )
-    subject.require(organization_id, "products:manage", "manage benefits")
+    _, organization_id = BENEFITS.new_owner(request, body.organization_id)
     store = get_store(request)
     benefit = {
         "id": new_id(),
@@ -228,35 +207,28 @@ async def list_benefits(
     exclude_id: list[UUID] | None = Query(None),
     query: str | None = Query(None),
 ) -> dict:
-    subject = authenticate(request, READ)
-    orgs = list_organization_ids(request, subject)
     ids = {str(i) for i in id} if id else None
     excluded = {str(i) for i in exclude_id or []}
-    wanted = metadata_query(request)
-    items = [
-        b
-        for b in collection(get_store(request), "benefits").values()
-        if not b["is_deleted"]
-        and b["organization_id"] in orgs
-        and (type is None or b["type"] in type)
-        and (ids is None or b["id"] in ids)
-        and b["id"] not in excluded
-        and text_contains(b["description"], query)
-        and metadata_matches(b["metadata"], wanted)
-    ]
-    return paginate(request, sort_items(request, items, SORTABLE))
+    return BENEFITS.list(
+        request,
+        lambda b: (
+            not b["is_deleted"]
+            and (type is None or b["type"] in type)
+            and (ids is None or b["id"] in ids)
+            and b["id"] not in excluded
+            and text_contains(b["description"], query)
+        ),
+    )
 
 
 @router.get("/{id}")
 async def get_benefit_route(request: Request, id: UUID) -> dict:
-    return _get(request, authenticate(request, READ), id)
+    return BENEFITS.read_one(request, id)
 
 
 @router.patch("/{id}")
 async def update_benefit(request: Request, id: UUID, body: BenefitUpdate) -> dict:
-    subject = authenticate(request, WRITE)
-    benefit = _get(request, subject, id)
-    subject.require(benefit["organization_id"], "products:manage", "manage benefits")
+    _, benefit = BENEFITS.for_write(request, id)
     if body.type != benefit["type"]:
         raise validation_error(
             validation_item(
@@ -280,9 +252,7 @@ async def update_benefit(request: Request, id: UUID, body: BenefitUpdate) -> dic
 
 @router.delete("/{id}", status_code=204)
 async def delete_benefit(request: Request, id: UUID) -> Response:
-    subject = authenticate(request, WRITE)
-    benefit = _get(request, subject, id)
-    subject.require(benefit["organization_id"], "products:manage", "manage benefits")
+    _, benefit = BENEFITS.for_write(request, id)
     if not benefit["deletable"]:
         raise not_found()
     benefit["is_deleted"] = True

@@ -13,15 +13,15 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 
-from polar_emulator.auth import authenticate, get_store, list_organization_ids, note, reachable_or_404
+from polar_emulator.auth import authenticate, get_store, list_organization_ids, note
 from polar_emulator.clock import isoformat
 from polar_emulator.errors import validation_error, validation_item
 from polar_emulator.pagination import paginate
-from polar_emulator.resources.common import query_list, sort_by_keys
+from polar_emulator.resources.common import Resource, query_list, sort_by_keys
 from polar_emulator.resources.customers import (
     AddressInput,
     Email,
@@ -34,10 +34,9 @@ from polar_emulator.store import Store
 from polar_emulator.tokens import generate_token, new_id
 from polar_emulator.webhooks.events import emit_event
 
-router = APIRouter(prefix="/v1/checkouts", tags=["checkouts"])
-
-READ = ("checkouts:read", "checkouts:write")
-WRITE = ("checkouts:write",)
+CHECKOUTS = Resource("checkouts")
+router = CHECKOUTS.router
+READ, WRITE = CHECKOUTS.read, CHECKOUTS.write
 STATUSES = ("open", "expired", "confirmed", "succeeded", "failed")
 TTL_SECONDS = 3600
 PLACEHOLDER = "{CHECKOUT_ID}"
@@ -346,7 +345,5 @@ async def list_checkouts(request: Request) -> dict[str, Any]:
 
 @router.get("/{id}")
 async def get_checkout(request: Request, id: Annotated[uuid.UUID, Path()]) -> dict[str, Any]:
-    subject = authenticate(request, READ)
-    store = get_store(request)
-    checkout = reachable_or_404(request, subject, checkouts_of(store).get(str(id)))
-    return serialize_checkout(store, checkout)
+    checkout = CHECKOUTS.read_one(request, id)
+    return serialize_checkout(get_store(request), checkout)

@@ -1,4 +1,5 @@
-"""Pieces shared by the resource modules: request-body types, metadata, sorting and lookups.
+"""Pieces shared by the resource modules: request-body types, metadata, sorting, lookups and
+the :class:`Resource` scaffolding (router, scopes, get, write preamble and list).
 
 Query-string errors are 422s shaped like FastAPI's (``loc`` ``["query", name, ...]``), as Polar's are.
 """
@@ -7,12 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 
+from polar_emulator.auth import (
+    AuthSubject,
+    authenticate,
+    get_store,
+    list_organization_ids,
+    payload_organization,
+    reachable_or_404,
+)
 from polar_emulator.clock import isoformat
 from polar_emulator.errors import ApiError, validation_item
+from polar_emulator.pagination import paginate
 from polar_emulator.store import Store
 
 # -- request-body types ------------------------------------------------------------------
@@ -311,3 +323,108 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 def text_contains(haystack: str | None, needle: str | None) -> bool:
     """Polar's ``ilike '%query%'``."""
     return needle is None or (haystack is not None and needle.lower() in haystack.lower())
+
+
+# -- resource scaffolding ------------------------------------------------------------------
+
+Record = dict[str, Any]
+
+
+class Resource:
+    """The scaffolding shared by the routes of one organization-owned collection.
+
+    A resource module states what differs: its collection ``name`` (also the scope and the
+    default ``/v1/{name}`` prefix), the ``manage`` permission and action that guard writes, the
+    ``sortable`` fields, the ``scope`` when it is not the name and, when not a plain collection read, the ``lookup`` of one record.
+    With ``private``, reading also needs ``manage``: lists skip organizations without it and a
+    get is refused.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        prefix: str | None = None,
+        tag: str | None = None,
+        scope: str | None = None,
+        manage: tuple[str, str] | None = None,
+        sortable: Iterable[str] = ("created_at",),
+        lookup: Callable[[Store, str | UUID], Record | None] | None = None,
+        private: bool = False,
+    ) -> None:
+        self.name = name
+        scope = scope or name
+        self.read = (f"{scope}:read", f"{scope}:write")
+        self.write = (f"{scope}:write",)
+        self.router = APIRouter(prefix=prefix or f"/v1/{name}", tags=[tag or name])
+        self.manage = manage
+        self.sortable = tuple(sortable)
+        self.private = private
+        self._lookup = lookup
+
+    def records(self, store: Store) -> dict[str, Record]:
+        return store.collections[self.name]
+
+    def lookup(self, store: Store, id: str | UUID) -> Record | None:
+        if self._lookup is not None:
+            return self._lookup(store, id)
+        return self.records(store).get(str(id))
+
+    def require(self, subject: AuthSubject, organization_id: str) -> None:
+        if self.manage is not None:
+            subject.require(organization_id, *self.manage)
+
+    def get(self, request: Request, subject: AuthSubject, id: str | UUID) -> Record:
+        """The record the subject reaches (else a 404); with ``private``, ``manage`` is required."""
+        record = reachable_or_404(request, subject, self.lookup(get_store(request), id))
+        if self.private:
+            self.require(subject, record["organization_id"])
+        return record
+
+    def read_one(self, request: Request, id: str | UUID) -> Record:
+        """``GET /{id}``: authenticate for reading and look the record up."""
+        return self.get(request, authenticate(request, self.read), id)
+
+    def for_write(self, request: Request, id: str | UUID) -> tuple[AuthSubject, Record]:
+        """Authenticate for writing, look the record up and require ``manage`` on its organization."""
+        subject = authenticate(request, self.write)
+        record = self.get(request, subject, id)
+        if not self.private:  # a private get has required it already
+            self.require(subject, record["organization_id"])
+        return subject, record
+
+    def new_owner(self, request: Request, organization_id: UUID | None) -> tuple[AuthSubject, str]:
+        """Authenticate a create, resolve the body's ``organization_id`` and require ``manage`` there."""
+        subject = authenticate(request, self.write)
+        owner = payload_organization(request, subject, str(organization_id) if organization_id else None)
+        self.require(subject, owner)
+        return subject, owner
+
+    def list(
+        self,
+        request: Request,
+        keep: Callable[[Record], bool] = lambda record: True,
+        *,
+        metadata: bool = True,
+        serialize: Callable[[Store, Record], Record] | None = None,
+        keys: dict[str, Callable[[Record], Any]] | None = None,
+    ) -> dict:
+        """``GET /``: the reachable records ``keep`` accepts (and, with ``metadata``, that match the
+        ``metadata[key]`` filters), serialized, sorted by ``?sorting=`` and paginated."""
+        subject = authenticate(request, self.read)
+        store = get_store(request)
+        orgs = list_organization_ids(request, subject)
+        if self.private:
+            # Organizations where the role lacks the permission are filtered out, not refused.
+            orgs = {oid for oid in orgs if self.manage is None or subject.can(oid, self.manage[0])}
+        wanted = metadata_query(request) if metadata else {}
+        items = [
+            r
+            for r in self.records(store).values()
+            if r["organization_id"] in orgs
+            and keep(r)
+            and (not metadata or metadata_matches(r["metadata"], wanted))
+        ]
+        if serialize is not None:
+            items = [serialize(store, r) for r in items]
+        return paginate(request, sort_items(request, items, self.sortable, keys))

@@ -14,31 +14,35 @@ import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 from pydantic import AfterValidator, BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from polar_emulator.auth import (
-    authenticate,
-    get_store,
-    list_organization_ids,
-    note,
-    payload_organization,
-    reachable_or_404,
-)
+from polar_emulator.auth import authenticate, get_store, list_organization_ids, note
 from polar_emulator.clock import isoformat
 from polar_emulator.errors import ApiError, not_found, validation_error, validation_item
 from polar_emulator.pagination import paginate
-from polar_emulator.resources.common import metadata_matches, metadata_query, query_bool, sort_by_keys
+from polar_emulator.resources.common import (
+    Resource,
+    metadata_matches,
+    metadata_query,
+    query_bool,
+    sort_by_keys,
+)
 from polar_emulator.store import Store
 from polar_emulator.tokens import new_id
 from polar_emulator.webhooks.events import emit_event
 
-router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
-READ = ("customers:read", "customers:write")
-WRITE = ("customers:write",)
+def _live_customer(store: Store, customer_id: str | uuid.UUID) -> dict[str, Any] | None:
+    customer = store.collections["customers"].get(str(customer_id))
+    return customer if customer is not None and customer["deleted_at"] is None else None
+
+
+CUSTOMERS = Resource("customers", manage=("customers:manage", "manage customers"), lookup=_live_customer)
+router = CUSTOMERS.router
+READ, WRITE = CUSTOMERS.read, CUSTOMERS.write
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -265,11 +269,7 @@ def _by_external_id(request: Request, external_id: str, scopes: tuple[str, ...])
 
 def _get(request: Request, customer_id: uuid.UUID, scopes: tuple[str, ...]) -> tuple[Store, Any, dict]:
     subject = authenticate(request, scopes)
-    store = get_store(request)
-    customer = customers_of(store).get(str(customer_id))
-    if customer is not None and customer["deleted_at"] is not None:
-        customer = None
-    return store, subject, reachable_or_404(request, subject, customer)
+    return get_store(request), subject, CUSTOMERS.get(request, subject, customer_id)
 
 
 def _apply_update(store: Store, customer: dict[str, Any], changes: dict[str, Any]) -> None:
@@ -321,12 +321,8 @@ def _emit_updated(store: Store, customer: dict[str, Any]) -> None:
 
 @router.post("/", status_code=201)
 async def create_customer(request: Request, body: CustomerCreate) -> dict[str, Any]:
-    subject = authenticate(request, WRITE)
+    _, organization_id = CUSTOMERS.new_owner(request, body.organization_id)
     store = get_store(request)
-    organization_id = payload_organization(
-        request, subject, str(body.organization_id) if body.organization_id else None
-    )
-    subject.require(organization_id, "customers:manage", "manage customers")
     if body.type == "individual" and body.email is None:
         raise validation_error(validation_item(["body", "email"], "Field required", "missing", None))
     _check_unique(store, organization_id, body.email, body.external_id)
@@ -398,18 +394,12 @@ async def get_customer_external(request: Request, external_id: str) -> dict[str,
 async def update_customer_external(
     request: Request, external_id: str, body: CustomerUpdateExternalID
 ) -> dict[str, Any]:
-    store, subject, customer = _by_external_id(request, external_id, WRITE)
-    subject.require(customer["organization_id"], "customers:manage", "manage customers")
-    _apply_update(store, customer, body.model_dump(exclude_unset=True))
-    _emit_updated(store, customer)
-    return serialize_customer(customer)
+    return _update(*_by_external_id(request, external_id, WRITE), body)
 
 
 @router.delete("/external/{external_id}", status_code=204)
 async def delete_customer_external(request: Request, external_id: str) -> Response:
-    store, subject, customer = _by_external_id(request, external_id, WRITE)
-    _delete(store, subject, customer, request)
-    return Response(status_code=204)
+    return _delete(*_by_external_id(request, external_id, WRITE), request)
 
 
 @router.get("/{id}/state")
@@ -428,25 +418,26 @@ async def get_customer(request: Request, id: Annotated[uuid.UUID, Path()]) -> di
 async def update_customer(
     request: Request, id: Annotated[uuid.UUID, Path()], body: CustomerUpdate
 ) -> dict[str, Any]:
-    store, subject, customer = _get(request, id, WRITE)
-    subject.require(customer["organization_id"], "customers:manage", "manage customers")
+    return _update(*_get(request, id, WRITE), body)
+
+
+@router.delete("/{id}", status_code=204)
+async def delete_customer(request: Request, id: Annotated[uuid.UUID, Path()]) -> Response:
+    return _delete(*_get(request, id, WRITE), request)
+
+
+def _update(store: Store, subject: Any, customer: dict[str, Any], body: BaseModel) -> dict[str, Any]:
+    CUSTOMERS.require(subject, customer["organization_id"])
     _apply_update(store, customer, body.model_dump(exclude_unset=True))
     _emit_updated(store, customer)
     return serialize_customer(customer)
 
 
-@router.delete("/{id}", status_code=204)
-async def delete_customer(request: Request, id: Annotated[uuid.UUID, Path()]) -> Response:
-    store, subject, customer = _get(request, id, WRITE)
-    _delete(store, subject, customer, request)
-    return Response(status_code=204)
-
-
-def _delete(store: Store, subject: Any, customer: dict[str, Any], request: Request) -> None:
+def _delete(store: Store, subject: Any, customer: dict[str, Any], request: Request) -> Response:
     """Soft delete, as Polar; active subscriptions are revoked first."""
     from polar_emulator.resources.subscriptions import revoke_customer_subscriptions
 
-    subject.require(customer["organization_id"], "customers:manage", "manage customers")
+    CUSTOMERS.require(subject, customer["organization_id"])
     revoke_customer_subscriptions(store, customer)
     if (request.query_params.get("anonymize") or "").lower() == "true":
         customer.update(
@@ -457,6 +448,7 @@ def _delete(store: Store, subject: Any, customer: dict[str, Any], request: Reque
     customer["deleted_at"] = now
     customer["modified_at"] = now
     emit_event(store, customer["organization_id"], "customer.deleted", serialize_customer(customer))
+    return Response(status_code=204)
 
 
 __all__ = [

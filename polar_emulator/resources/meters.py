@@ -8,38 +8,15 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Union
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import Field, StringConstraints
 from starlette.requests import Request
 
-from polar_emulator.auth import (
-    AuthSubject,
-    authenticate,
-    get_store,
-    list_organization_ids,
-    payload_organization,
-    reachable_or_404,
-)
+from polar_emulator.auth import get_store
 from polar_emulator.errors import validation_error, validation_item
-from polar_emulator.pagination import paginate
-from polar_emulator.resources.common import (
-    Body,
-    Metadata,
-    collection,
-    metadata_matches,
-    metadata_query,
-    now,
-    sort_items,
-    text_contains,
-)
+from polar_emulator.resources.common import Body, Metadata, Resource, collection, now, text_contains
 from polar_emulator.store import Store
 from polar_emulator.tokens import new_id
-
-router = APIRouter(prefix="/v1/meters", tags=["meters"])
-
-READ = ("meters:read", "meters:write")
-WRITE = ("meters:write",)
-SORTABLE = ("created_at", "name")
 
 
 class FilterClause(Body):
@@ -118,17 +95,15 @@ def meter_summary(meter: dict[str, Any]) -> dict[str, Any]:
     return {k: meter.get(k) for k in ("id", "name", "unit", "custom_label", "custom_multiplier")}
 
 
-def _get(request: Request, subject: AuthSubject, id: UUID) -> dict[str, Any]:
-    return reachable_or_404(request, subject, get_meter(get_store(request), id))
+METERS = Resource(
+    "meters", manage=("products:manage", "manage meters"), sortable=("created_at", "name"), lookup=get_meter
+)
+router = METERS.router
 
 
 @router.post("/", status_code=201)
 async def create_meter(request: Request, body: MeterCreate) -> dict:
-    subject = authenticate(request, WRITE)
-    organization_id = payload_organization(
-        request, subject, str(body.organization_id) if body.organization_id else None
-    )
-    subject.require(organization_id, "products:manage", "manage meters")
+    _, organization_id = METERS.new_owner(request, body.organization_id)
     _check_unit(body.unit, body.custom_label)
     store = get_store(request)
     data = body.model_dump(mode="json", exclude={"organization_id"})
@@ -151,30 +126,23 @@ async def list_meters(
     is_archived: bool | None = Query(None),
     organization_id: list[UUID] | None = Query(None),
 ) -> dict:
-    subject = authenticate(request, READ)
-    orgs = list_organization_ids(request, subject)
-    wanted = metadata_query(request)
-    items = [
-        m
-        for m in collection(get_store(request), "meters").values()
-        if m["organization_id"] in orgs
-        and text_contains(m["name"], query)
-        and (is_archived is None or (m["archived_at"] is not None) == is_archived)
-        and metadata_matches(m["metadata"], wanted)
-    ]
-    return paginate(request, sort_items(request, items, SORTABLE))
+    return METERS.list(
+        request,
+        lambda m: (
+            text_contains(m["name"], query)
+            and (is_archived is None or (m["archived_at"] is not None) == is_archived)
+        ),
+    )
 
 
 @router.get("/{id}")
 async def get_meter_route(request: Request, id: UUID) -> dict:
-    return _get(request, authenticate(request, READ), id)
+    return METERS.read_one(request, id)
 
 
 @router.patch("/{id}")
 async def update_meter(request: Request, id: UUID, body: MeterUpdate) -> dict:
-    subject = authenticate(request, WRITE)
-    meter = _get(request, subject, id)
-    subject.require(meter["organization_id"], "products:manage", "manage meters")
+    _, meter = METERS.for_write(request, id)
     changes = body.model_dump(mode="json", exclude_unset=True, exclude_none=True, exclude={"is_archived"})
     _check_unit(changes.get("unit", meter["unit"]), changes.get("custom_label", meter["custom_label"]))
     store = get_store(request)

@@ -18,32 +18,22 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from pydantic import Field, StringConstraints
 from starlette.requests import Request
 
-from polar_emulator.auth import (
-    AuthSubject,
-    authenticate,
-    get_store,
-    list_organization_ids,
-    payload_organization,
-    reachable_or_404,
-)
+from polar_emulator.auth import get_store
 from polar_emulator.errors import polar_error, validation_error, validation_item
-from polar_emulator.pagination import paginate
 from polar_emulator.resources.benefits import get_benefit
 from polar_emulator.resources.common import (
     Body,
     Currency,
     Interval,
     Metadata,
+    Resource,
     TaxBehavior,
     collection,
-    metadata_matches,
-    metadata_query,
     now,
-    sort_items,
     text_contains,
 )
 from polar_emulator.resources.meters import get_meter, meter_summary
@@ -51,11 +41,6 @@ from polar_emulator.store import Store
 from polar_emulator.tokens import new_id
 from polar_emulator.webhooks.events import emit_event
 
-router = APIRouter(prefix="/v1/products", tags=["products"])
-
-READ = ("products:read", "products:write")
-WRITE = ("products:write",)
-SORTABLE = ("created_at", "name", "price_amount_type", "price_amount")
 MAX_PRICE_AMOUNT = 99_999_999
 
 # -- request bodies -------------------------------------------------------------------------
@@ -417,8 +402,13 @@ def _store_prices(store: Store, prices: list[dict[str, Any]], product_id: str) -
 # -- routes -----------------------------------------------------------------------------------
 
 
-def _get(request: Request, subject: AuthSubject, id: UUID) -> dict[str, Any]:
-    return reachable_or_404(request, subject, get_product(get_store(request), id))
+PRODUCTS = Resource(
+    "products",
+    manage=("products:manage", "manage products"),
+    sortable=("created_at", "name", "price_amount_type", "price_amount"),
+    lookup=get_product,
+)
+router = PRODUCTS.router
 
 
 def _first_price(item: dict[str, Any]) -> dict[str, Any] | None:
@@ -445,13 +435,16 @@ def _amount(item: dict[str, Any]) -> int | None:
     return -1
 
 
+def _updated(store: Store, product: dict[str, Any]) -> dict[str, Any]:
+    """Stamp ``modified_at``, emit ``product.updated`` and return the product's API shape."""
+    product["modified_at"] = now(store)
+    emit_event(store, product["organization_id"], "product.updated", serialize_product(store, product))
+    return serialize_product(store, product)
+
+
 @router.post("/", status_code=201)
 async def create_product(request: Request, body: ProductCreate) -> dict:
-    subject = authenticate(request, WRITE)
-    organization_id = payload_organization(
-        request, subject, str(body.organization_id) if body.organization_id else None
-    )
-    subject.require(organization_id, "products:manage", "manage products")
+    _, organization_id = PRODUCTS.new_owner(request, body.organization_id)
     store = get_store(request)
     recurring = body.recurring_interval is not None
     errors: list[dict] = []
@@ -513,40 +506,32 @@ async def list_products(
     benefit_id: list[UUID] | None = Query(None),
     visibility: list[Visibility] | None = Query(None),
 ) -> dict:
-    subject = authenticate(request, READ)
-    store = get_store(request)
-    orgs = list_organization_ids(request, subject)
     ids = {str(i) for i in id} if id else None
     benefit_ids = {str(b) for b in benefit_id} if benefit_id else None
-    wanted = metadata_query(request)
-    records = [
-        p
-        for p in collection(store, "products").values()
-        if p["organization_id"] in orgs
-        and (ids is None or p["id"] in ids)
-        and text_contains(p["name"], query)
-        and (is_archived is None or p["is_archived"] == is_archived)
-        and (is_recurring is None or p["is_recurring"] == is_recurring)
-        and (benefit_ids is None or benefit_ids.intersection(b["id"] for b in p["benefits"]))
-        and (visibility is None or p["visibility"] in visibility)
-        and metadata_matches(p["metadata"], wanted)
-    ]
-    items = [serialize_product(store, p) for p in records]
-    keys = {"price_amount_type": _amount_type_rank, "price_amount": _amount}
-    return paginate(request, sort_items(request, items, SORTABLE, keys))
+    return PRODUCTS.list(
+        request,
+        lambda p: (
+            (ids is None or p["id"] in ids)
+            and text_contains(p["name"], query)
+            and (is_archived is None or p["is_archived"] == is_archived)
+            and (is_recurring is None or p["is_recurring"] == is_recurring)
+            and (benefit_ids is None or benefit_ids.intersection(b["id"] for b in p["benefits"]))
+            and (visibility is None or p["visibility"] in visibility)
+        ),
+        serialize=serialize_product,
+        keys={"price_amount_type": _amount_type_rank, "price_amount": _amount},
+    )
 
 
 @router.get("/{id}")
 async def get_product_route(request: Request, id: UUID) -> dict:
-    product = _get(request, authenticate(request, READ), id)
+    product = PRODUCTS.read_one(request, id)
     return serialize_product(get_store(request), product)
 
 
 @router.patch("/{id}")
 async def update_product(request: Request, id: UUID, body: ProductUpdate) -> dict:
-    subject = authenticate(request, WRITE)
-    product = _get(request, subject, id)
-    subject.require(product["organization_id"], "products:manage", "manage products")
+    _, product = PRODUCTS.for_write(request, id)
     store = get_store(request)
     errors: list[dict] = []
     for field in ("recurring_interval", "recurring_interval_count"):
@@ -605,16 +590,12 @@ async def update_product(request: Request, id: UUID, body: ProductUpdate) -> dic
         },
     )
     product.update(changes)
-    product["modified_at"] = now(store)
-    emit_event(store, product["organization_id"], "product.updated", serialize_product(store, product))
-    return serialize_product(store, product)
+    return _updated(store, product)
 
 
 @router.post("/{id}/benefits")
 async def update_product_benefits(request: Request, id: UUID, body: ProductBenefitsUpdate) -> dict:
-    subject = authenticate(request, WRITE)
-    product = _get(request, subject, id)
-    subject.require(product["organization_id"], "products:manage", "manage products")
+    subject, product = PRODUCTS.for_write(request, id)
     store = get_store(request)
     reachable = subject.organization_ids()
     benefit_ids: list[str] = []
@@ -645,17 +626,13 @@ async def update_product_benefits(request: Request, id: UUID, body: ProductBenef
             benefit_ids.append(benefit["id"])
     product["benefits"] = [{"id": bid} for bid in benefit_ids]
     render_product(store, product)
-    product["modified_at"] = now(store)
-    emit_event(store, product["organization_id"], "product.updated", serialize_product(store, product))
-    return serialize_product(store, product)
+    return _updated(store, product)
 
 
 @router.delete("/{id}", status_code=204)
 async def delete_product(request: Request, id: UUID) -> Response:
     """polar-sdk 1.0.2's delete: only products nobody bought (``is_deletable``), else 409."""
-    subject = authenticate(request, WRITE)
-    product = _get(request, subject, id)
-    subject.require(product["organization_id"], "products:manage", "manage products")
+    _, product = PRODUCTS.for_write(request, id)
     if not product.get("is_deletable", True):
         raise polar_error(
             409, "ProductNotDeletable", "This product has orders or subscriptions and cannot be deleted."

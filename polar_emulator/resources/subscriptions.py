@@ -13,14 +13,15 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 from starlette.requests import Request
 
-from polar_emulator.auth import authenticate, get_store, list_organization_ids, reachable_or_404
+from polar_emulator.auth import authenticate, get_store, list_organization_ids
 from polar_emulator.clock import isoformat
 from polar_emulator.errors import polar_error
 from polar_emulator.pagination import paginate
 from polar_emulator.resources.common import (
+    Resource,
     metadata_matches,
     metadata_query,
     query_bool,
@@ -37,10 +38,9 @@ from polar_emulator.store import Store
 from polar_emulator.tokens import new_id
 from polar_emulator.webhooks.events import emit_event
 
-router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
-
-READ = ("subscriptions:read", "subscriptions:write")
-WRITE = ("subscriptions:write",)
+SUBSCRIPTIONS = Resource("subscriptions")
+router = SUBSCRIPTIONS.router
+READ = SUBSCRIPTIONS.read
 STATUSES = (
     "incomplete",
     "incomplete_expired",
@@ -303,17 +303,14 @@ async def list_subscriptions(request: Request) -> dict[str, Any]:
 
 @router.get("/{id}")
 async def get_subscription(request: Request, id: Annotated[uuid.UUID, Path()]) -> dict[str, Any]:
-    subject = authenticate(request, READ)
-    store = get_store(request)
-    sub = reachable_or_404(request, subject, subscriptions_of(store).get(str(id)))
-    return serialize_subscription(store, sub)
+    sub = SUBSCRIPTIONS.read_one(request, id)
+    return serialize_subscription(get_store(request), sub)
 
 
 @router.delete("/{id}")
 async def revoke(request: Request, id: Annotated[uuid.UUID, Path()]) -> dict[str, Any]:
-    subject = authenticate(request, WRITE)
+    _, sub = SUBSCRIPTIONS.for_write(request, id)
     store = get_store(request)
-    sub = reachable_or_404(request, subject, subscriptions_of(store).get(str(id)))
     if sub["ended_at"] is not None or sub["status"] == "canceled":
         raise polar_error(403, "AlreadyCanceledSubscription", "This subscription is already canceled.")
     revoke_subscription(store, sub)

@@ -11,32 +11,20 @@ with ``strict_webhook_urls``; by default it accepts them so local runs and tests
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from pydantic import StringConstraints
 from starlette.requests import Request
 
-from polar_emulator.auth import (
-    AuthSubject,
-    authenticate,
-    get_store,
-    list_organization_ids,
-    payload_organization,
-    reachable_or_404,
-)
+from polar_emulator.auth import get_store
 from polar_emulator.errors import ApiError, not_found, validation_item
 from polar_emulator.middleware import DEFAULT_VERSION, SUPPORTED_VERSIONS
-from polar_emulator.pagination import paginate
-from polar_emulator.resources.common import Body, collection, now, sort_items
+from polar_emulator.resources.common import Body, Resource, collection, now
 from polar_emulator.tokens import generate_token, new_id
 
-router = APIRouter(prefix="/v1/webhooks/endpoints", tags=["webhooks"])
-
-READ = ("webhooks:read", "webhooks:write")
-WRITE = ("webhooks:write",)
 SECRET_PREFIX = "whsec_"
 
 EventType = Literal[
@@ -114,34 +102,26 @@ def _request_version(request: Request) -> str:
     return version if version in SUPPORTED_VERSIONS else DEFAULT_VERSION
 
 
-def _get(request: Request, subject: AuthSubject, id: UUID) -> dict[str, Any]:
-    endpoint = reachable_or_404(
-        request, subject, collection(get_store(request), "webhook_endpoints").get(str(id))
-    )
-    subject.require(endpoint["organization_id"], "organization:manage", "manage webhooks")
-    return endpoint
+# Every call, reads included, needs organization:manage (owner or admin).
+ENDPOINTS = Resource(
+    "webhook_endpoints",
+    prefix="/v1/webhooks/endpoints",
+    tag="webhooks",
+    scope="webhooks",
+    manage=("organization:manage", "manage webhooks"),
+    private=True,
+)
+router = ENDPOINTS.router
 
 
 @router.get("")
 async def list_webhook_endpoints(request: Request, organization_id: list[UUID] | None = Query(None)) -> dict:
-    subject = authenticate(request, READ)
-    # Organizations where the role lacks organization:manage are filtered out, not refused.
-    orgs = {oid for oid in list_organization_ids(request, subject) if subject.can(oid, "organization:manage")}
-    items = [
-        e
-        for e in collection(get_store(request), "webhook_endpoints").values()
-        if e["organization_id"] in orgs
-    ]
-    return paginate(request, sort_items(request, items, ("created_at",)))
+    return ENDPOINTS.list(request, metadata=False)
 
 
 @router.post("", status_code=201)
 async def create_webhook_endpoint(request: Request, body: WebhookEndpointCreate) -> dict:
-    subject = authenticate(request, WRITE)
-    organization_id = payload_organization(
-        request, subject, str(body.organization_id) if body.organization_id else None
-    )
-    subject.require(organization_id, "organization:manage", "manage webhooks")
+    _, organization_id = ENDPOINTS.new_owner(request, body.organization_id)
     check_url(request, body.url)
     store = get_store(request)
     endpoint = {
@@ -164,13 +144,12 @@ async def create_webhook_endpoint(request: Request, body: WebhookEndpointCreate)
 
 @router.get("/{id}")
 async def get_webhook_endpoint(request: Request, id: UUID) -> dict:
-    return _get(request, authenticate(request, READ), id)
+    return ENDPOINTS.read_one(request, id)
 
 
 @router.patch("/{id}")
 async def update_webhook_endpoint(request: Request, id: UUID, body: WebhookEndpointUpdate) -> dict:
-    subject = authenticate(request, WRITE)
-    endpoint = _get(request, subject, id)
+    _, endpoint = ENDPOINTS.for_write(request, id)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     if "url" in changes:
         check_url(request, changes["url"])
@@ -183,8 +162,7 @@ async def update_webhook_endpoint(request: Request, id: UUID, body: WebhookEndpo
 
 @router.delete("/{id}", status_code=204)
 async def delete_webhook_endpoint(request: Request, id: UUID) -> Response:
-    subject = authenticate(request, WRITE)
-    endpoint = _get(request, subject, id)
+    _, endpoint = ENDPOINTS.for_write(request, id)
     if collection(get_store(request), "webhook_endpoints").pop(endpoint["id"], None) is None:
         raise not_found()
     return Response(status_code=204)
@@ -192,8 +170,7 @@ async def delete_webhook_endpoint(request: Request, id: UUID) -> Response:
 
 @router.patch("/{id}/secret")
 async def reset_webhook_endpoint_secret(request: Request, id: UUID) -> dict:
-    subject = authenticate(request, WRITE)
-    endpoint = _get(request, subject, id)
+    _, endpoint = ENDPOINTS.for_write(request, id)
     endpoint["secret"] = generate_token(SECRET_PREFIX)
     endpoint["modified_at"] = now(get_store(request))
     return endpoint
