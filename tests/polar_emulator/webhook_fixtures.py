@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -125,3 +126,50 @@ def member_data(**overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return data
+
+
+@dataclass
+class Hooks:
+    """What a webhook test works with, bundled: the control client, a live receiver, endpoint
+    creation, the seeded organizations and their owners' tokens; ``org`` is demo-org."""
+
+    control: httpx.Client
+    receiver: Receiver
+    make_endpoint: MakeEndpoint
+    org_ids: dict[str, str]
+    owner_tokens: dict[str, str]
+
+    @property
+    def org(self) -> str:
+        return self.org_ids["demo-org"]
+
+    def endpoint(self, events: list[str], **fields: Any) -> dict[str, Any]:
+        """An endpoint of demo-org that delivers ``events`` to the receiver."""
+        return self.make_endpoint(self.org, self.receiver.url, events, **fields)
+
+    def emit(self, event_type: str = "member.created", data: dict[str, Any] | None = None) -> list[dict]:
+        """Raise a demo-org event (a fresh member by default); returns the webhook events created."""
+        return emit(self.control, self.org, event_type, member_data() if data is None else data)
+
+    def deliver(self, event_type: str = "member.created", data: dict[str, Any] | None = None) -> dict:
+        """Raise one demo-org event and wait until it is done; returns the webhook event raised."""
+        [event] = self.emit(event_type, data)
+        wait_event_done(self.control, event["id"])
+        return event
+
+    def set_enabled(self, endpoint: dict[str, Any], enabled: bool) -> dict[str, Any]:
+        return set_enabled(self.control, self.owner_tokens, endpoint, enabled)
+
+    def get_endpoint(self, endpoint: dict[str, Any]) -> dict[str, Any]:
+        return get_endpoint(self.control, self.owner_tokens, endpoint)
+
+
+@pytest.fixture
+def hooks(
+    control: httpx.Client,
+    receiver: Receiver,
+    make_endpoint: MakeEndpoint,
+    org_ids: dict[str, str],
+    owner_tokens: dict[str, str],
+) -> Hooks:
+    return Hooks(control, receiver, make_endpoint, org_ids, owner_tokens)
