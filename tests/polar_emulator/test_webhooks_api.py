@@ -12,13 +12,7 @@ from tests.polar_emulator.webhook_fixtures import Hooks, deliveries, wait_event_
 from tests.polar_emulator.webhook_receiver import wait_for
 
 # Fixtures used by this module.
-receiver, make_endpoint, org_ids, owner_tokens, hooks = (
-    wf.receiver,
-    wf.make_endpoint,
-    wf.org_ids,
-    wf.owner_tokens,
-    wf.hooks,
-)
+receiver, make_endpoint, org_ids, owner_tokens, hooks = wf.FIXTURES
 
 
 def _auth(token: str) -> dict[str, str]:

@@ -24,13 +24,7 @@ from tests.polar_emulator.webhook_fixtures import (
 from tests.polar_emulator.webhook_receiver import Receiver, wait_for
 
 # Fixtures used by this module.
-receiver, make_endpoint, org_ids, owner_tokens, hooks = (
-    wf.receiver,
-    wf.make_endpoint,
-    wf.org_ids,
-    wf.owner_tokens,
-    wf.hooks,
-)
+receiver, make_endpoint, org_ids, owner_tokens, hooks = wf.FIXTURES
 
 
 def validate_webhook_payload(event_type: str, payload: dict) -> None:

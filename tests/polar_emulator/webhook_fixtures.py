@@ -173,3 +173,7 @@ def hooks(
     owner_tokens: dict[str, str],
 ) -> Hooks:
     return Hooks(control, receiver, make_endpoint, org_ids, owner_tokens)
+
+
+# A webhook test module binds these to module names so pytest finds them.
+FIXTURES = (receiver, make_endpoint, org_ids, owner_tokens, hooks)
