@@ -9,7 +9,8 @@ from werkzeug.wrappers import Response
 from app.accounts import service
 from app.accounts.forms import LoginForm, LogoutForm, SignupForm
 from app.accounts.models import User
-from app.database import db_session
+from app.accounts.throttle import LoginThrottle
+from app.database import db_session, settings
 from app.extensions import login_manager
 from app.security import safe_next
 
@@ -39,11 +40,18 @@ def home() -> str | Response:
 def login() -> str | Response | tuple[str, int]:
     form = LoginForm()
     if form.validate_on_submit():
+        email = form.email.data or ""
+        throttle = LoginThrottle(settings().redis_url)
+        if throttle.blocked(email):
+            flash("Too many failed sign-ins for this email address: try again in 15 minutes.", "error")
+            return render_template("accounts/login.html", form=form), 429
         db = db_session()
-        user = service.authenticate(db, form.email.data or "", form.password.data or "")
+        user = service.authenticate(db, email, form.password.data or "")
         if user is None:
+            throttle.failed(email)
             flash("That email and password do not match an account.", "error")
             return render_template("accounts/login.html", form=form), 401
+        throttle.succeeded(email)
         db.commit()  # a rehashed password, if any
         _start_session(user)
         return redirect(safe_next(request.args.get("next"), url_for("accounts.home")), 303)

@@ -110,3 +110,39 @@ def test_security_headers(client: FlaskClient) -> None:
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert response.headers["X-Frame-Options"] == "DENY"
     assert client.get("/polar/callback?error=access_denied").headers["Referrer-Policy"] == "no-referrer"
+
+
+def _sign_in(client: FlaskClient, email: str, password: str) -> int:
+    data = {"email": email, "password": password, "csrf_token": csrf_token(client)}
+    return client.post("/login", data=data).status_code
+
+
+def test_repeated_wrong_passwords_lock_the_address_for_a_while(
+    client: FlaskClient, accounts: Accounts
+) -> None:
+    from app.accounts.throttle import MAX_FAILURES
+
+    user = accounts.user("target@example.com")
+    accounts.user("bystander@example.com")
+    assert [_sign_in(client, user.email, "wrong password") for _ in range(MAX_FAILURES)] == [
+        401
+    ] * MAX_FAILURES
+
+    # Locked: even the right password is refused now, and nothing reveals whether it was right.
+    assert _sign_in(client, user.email, PASSWORD) == 429
+    assert _sign_in(client, user.email.upper(), PASSWORD) == 429
+    # Other addresses are not affected.
+    assert _sign_in(client, "bystander@example.com", PASSWORD) == 303
+
+
+def test_a_successful_sign_in_clears_the_failure_count(client: FlaskClient, accounts: Accounts) -> None:
+    from app.accounts.throttle import MAX_FAILURES
+
+    user = accounts.user("someone@example.com")
+    for _ in range(MAX_FAILURES - 1):
+        assert _sign_in(client, user.email, "wrong password") == 401
+    assert _sign_in(client, user.email, PASSWORD) == 303
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    for _ in range(MAX_FAILURES - 1):
+        assert _sign_in(client, user.email, "wrong password") == 401
+    assert _sign_in(client, user.email, PASSWORD) == 303
