@@ -127,7 +127,7 @@ async def advance_clock(request: Request, body: ClockIn) -> dict[str, Any]:
 
 @router.get("/requests")
 async def list_requests(request: Request) -> list[dict[str, Any]]:
-    return get_store(request).requests
+    return list(get_store(request).requests)
 
 
 @router.delete("/requests")

@@ -6,7 +6,7 @@ writing the store, so each handler's change is atomic without locks.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,8 @@ from polar_emulator.config import (
 )
 from polar_emulator.oauth.models import AuthorizationCode, OAuth2Client, Token
 from polar_emulator.tokens import new_id
+
+REQUEST_LOG_SIZE = 50_000
 
 
 @dataclass
@@ -54,7 +56,8 @@ class Store:
         self.faults: list[dict[str, Any]] = []
         self.rate_limit_per_minute: int | None = None
         self.rate_windows: dict[str, tuple[int, int]] = {}  # client id -> (window start, count)
-        self.requests: list[dict[str, Any]] = []
+        # The newest calls only, so a long-running local Polar does not grow without bound.
+        self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         # Extension point: modules keep their own state here, keyed by module name.
         self.extra: dict[str, Any] = {}
         if self.config.seed:
