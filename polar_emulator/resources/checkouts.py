@@ -17,11 +17,10 @@ from fastapi import Path
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 
-from polar_emulator.auth import authenticate, get_store, list_organization_ids, note
+from polar_emulator.auth import authenticate, get_store, note
 from polar_emulator.clock import isoformat
 from polar_emulator.errors import validation_error, validation_item
-from polar_emulator.pagination import paginate
-from polar_emulator.resources.common import Resource, query_list, sort_by_keys
+from polar_emulator.resources.common import Resource, query_list
 from polar_emulator.resources.customers import (
     AddressInput,
     Email,
@@ -34,7 +33,7 @@ from polar_emulator.store import Store
 from polar_emulator.tokens import generate_token, new_id
 from polar_emulator.webhooks.events import emit_event
 
-CHECKOUTS = Resource("checkouts")
+CHECKOUTS = Resource("checkouts", sortable=("created_at", "expires_at", "status"))
 router = CHECKOUTS.router
 READ, WRITE = CHECKOUTS.read, CHECKOUTS.write
 STATUSES = ("open", "expired", "confirmed", "succeeded", "failed")
@@ -311,18 +310,18 @@ async def create_checkout(request: Request, body: CheckoutCreate) -> dict[str, A
 
 @router.get("/")
 async def list_checkouts(request: Request) -> dict[str, Any]:
-    subject = authenticate(request, READ)
-    store = get_store(request)
-    org_ids = list_organization_ids(request, subject)
+    return CHECKOUTS.list_by_keys(request, _select_checkouts)
+
+
+def _select_checkouts(request: Request, store: Store, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``items`` serialized (an open checkout past its expiry reads as expired), then filtered."""
     product_ids = request.query_params.getlist("product_id")
     customer_ids = request.query_params.getlist("customer_id")
     external_ids = request.query_params.getlist("external_customer_id")
     statuses = query_list(request, "status", STATUSES)
     query = (request.query_params.get("query") or "").lower()
-    items = [
-        serialize_checkout(store, c) for c in checkouts_of(store).values() if c["organization_id"] in org_ids
-    ]
-    items = [
+    items = [serialize_checkout(store, c) for c in items]
+    return [
         c
         for c in items
         if (not product_ids or c["product_id"] in product_ids)
@@ -331,16 +330,6 @@ async def list_checkouts(request: Request) -> dict[str, Any]:
         and (not statuses or c["status"] in statuses)
         and (not query or query in (c["customer_email"] or "").lower())
     ]
-    items = sort_by_keys(
-        request,
-        items,
-        {
-            "created_at": lambda c: c["created_at"],
-            "expires_at": lambda c: c["expires_at"],
-            "status": lambda c: c["status"],
-        },
-    )
-    return paginate(request, items)
 
 
 @router.get("/{id}")

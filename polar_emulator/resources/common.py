@@ -428,3 +428,17 @@ class Resource:
         if serialize is not None:
             items = [serialize(store, r) for r in items]
         return paginate(request, sort_items(request, items, self.sortable, keys))
+
+    def list_by_keys(
+        self, request: Request, select: Callable[[Request, Store, list[Record]], list[Record]]
+    ) -> dict:
+        """``GET /`` sorted by :func:`sort_by_keys` over the ``sortable`` fields: ``select`` filters
+        (and serializes) the records of the reachable organizations, which are then sorted and paginated."""
+        subject = authenticate(request, self.read)
+        store = get_store(request)
+        orgs = list_organization_ids(request, subject)
+        items = select(
+            request, store, [r for r in self.records(store).values() if r["organization_id"] in orgs]
+        )
+        keys = {field: (lambda item, f=field: item[f]) for field in self.sortable}
+        return paginate(request, sort_by_keys(request, items, keys))

@@ -19,16 +19,14 @@ from pydantic import AfterValidator, BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from polar_emulator.auth import authenticate, get_store, list_organization_ids, note
+from polar_emulator.auth import authenticate, get_store, note
 from polar_emulator.clock import isoformat
 from polar_emulator.errors import ApiError, not_found, validation_error, validation_item
-from polar_emulator.pagination import paginate
 from polar_emulator.resources.common import (
     Resource,
     metadata_matches,
     metadata_query,
     query_bool,
-    sort_by_keys,
 )
 from polar_emulator.store import Store
 from polar_emulator.tokens import new_id
@@ -40,7 +38,12 @@ def _live_customer(store: Store, customer_id: str | uuid.UUID) -> dict[str, Any]
     return customer if customer is not None and customer["deleted_at"] is None else None
 
 
-CUSTOMERS = Resource("customers", manage=("customers:manage", "manage customers"), lookup=_live_customer)
+CUSTOMERS = Resource(
+    "customers",
+    manage=("customers:manage", "manage customers"),
+    sortable=("created_at", "email", "name"),
+    lookup=_live_customer,
+)
 router = CUSTOMERS.router
 READ, WRITE = CUSTOMERS.read, CUSTOMERS.write
 
@@ -82,17 +85,6 @@ class CustomerCreate(BaseModel):
     email: Email | None = None
 
 
-class CustomerUpdate(BaseModel):
-    metadata: Metadata | None = None
-    email: Email | None = None
-    name: Annotated[str, Field(max_length=256)] | None = None
-    billing_address: AddressInput | None = None
-    tax_id: str | None = None
-    locale: str | None = None
-    external_id: str | None = None
-    type: Literal["individual", "team"] | None = None
-
-
 class CustomerUpdateExternalID(BaseModel):
     metadata: Metadata | None = None
     email: Email | None = None
@@ -100,6 +92,13 @@ class CustomerUpdateExternalID(BaseModel):
     billing_address: AddressInput | None = None
     tax_id: str | None = None
     locale: str | None = None
+
+
+class CustomerUpdate(CustomerUpdateExternalID):
+    """The fields of :class:`CustomerUpdateExternalID`, then ``external_id`` and ``type``."""
+
+    external_id: str | None = None
+    type: Literal["individual", "team"] | None = None
 
 
 # -- store access and serializers (used by checkouts, subscriptions, purchases, events) ---------
@@ -344,14 +343,16 @@ async def create_customer(request: Request, body: CustomerCreate) -> dict[str, A
 
 @router.get("/")
 async def list_customers(request: Request) -> dict[str, Any]:
-    subject = authenticate(request, READ)
-    store = get_store(request)
-    org_ids = list_organization_ids(request, subject)
+    return CUSTOMERS.list_by_keys(request, _select_customers)
+
+
+def _select_customers(request: Request, store: Store, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The live customers among ``items`` that the list's query filters accept, serialized."""
     email = request.query_params.get("email")
     query = (request.query_params.get("query") or "").lower()
     active = query_bool(request, "active")
     wanted_metadata = metadata_query(request)
-    items = [c for c in live_customers(store) if c["organization_id"] in org_ids]
+    items = [c for c in items if c["deleted_at"] is None]
     if email is not None:
         items = [c for c in items if (c["email"] or "").lower() == email.lower()]
     if query:
@@ -366,16 +367,7 @@ async def list_customers(request: Request) -> dict[str, Any]:
         items = [c for c in items if has_active_subscription(store, c["id"]) is active]
     if wanted_metadata:
         items = [c for c in items if metadata_matches(c["metadata"], wanted_metadata)]
-    items = sort_by_keys(
-        request,
-        items,
-        {
-            "created_at": lambda c: c["created_at"],
-            "email": lambda c: c["email"],
-            "name": lambda c: c["name"],
-        },
-    )
-    return paginate(request, [serialize_customer(c) for c in items])
+    return [serialize_customer(c) for c in items]
 
 
 @router.get("/external/{external_id}/state")
