@@ -15,10 +15,6 @@ from polar_emulator import EmulatorServer
 from tests.polar_emulator.resource_helpers import call, fixed_price, http, org_id, sdk
 from tests.polar_emulator.spec import spec, validate_schema
 
-# Fixtures are named ``org``, ``token``, ``api``, ``polar`` and ``catalog``; import the
-# ``*_fixture`` functions into a test module to use them.
-FIXTURES = ("api_fixture", "catalog_fixture", "org_fixture", "polar_fixture", "token_fixture")
-
 
 @pytest.fixture(name="org")
 def org_fixture(emulator: EmulatorServer) -> str:
@@ -102,6 +98,26 @@ def catalog_fixture(api: httpx.Client, org: str) -> dict[str, Any]:
         },
     )
     return {"support": support, "flag": flag, "monthly": monthly, "one_time": one_time}
+
+
+# The fixtures are named ``org``, ``token``, ``api``, ``polar`` and ``catalog``; a test module
+# binds these to module names so pytest finds them.
+FIXTURES = (api_fixture, catalog_fixture, org_fixture, polar_fixture, token_fixture)
+
+
+def create_customer(
+    api: httpx.Client,
+    org: str,
+    email: str = "a@example.com",
+    external_id: str | None = "u1",
+    *,
+    status: int = 201,
+) -> dict[str, Any]:
+    """``POST /v1/customers/`` (answer checked against the spec); ``external_id=None`` sends none."""
+    body = {"email": email, "external_id": external_id, "organization_id": org}
+    if external_id is None:
+        del body["external_id"]
+    return call(api, "POST", "/v1/customers/", status, json=body)
 
 
 def purchase(control: httpx.Client, org: str, product_id: str, external_customer_id: str) -> dict[str, Any]:

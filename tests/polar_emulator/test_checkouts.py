@@ -11,16 +11,12 @@ from polar.v2026_10 import Polar, errors
 from polar.v2026_10 import outputs as o
 
 from polar_emulator import EmulatorServer
-from tests.polar_emulator.billing_helpers import (  # noqa: F401 (fixtures)
-    api_fixture,
-    catalog_fixture,
-    check_webhook_payload,
-    org_fixture,
-    polar_fixture,
-    raised,
-    token_fixture,
-)
+from tests.polar_emulator import billing_helpers as bh
+from tests.polar_emulator.billing_helpers import check_webhook_payload, create_customer, raised
 from tests.polar_emulator.resource_helpers import call, http
+
+# Fixtures used by this module.
+api_fixture, catalog_fixture, org_fixture, polar_fixture, token_fixture = bh.FIXTURES
 
 
 def test_create_and_get_through_the_sdk(
@@ -75,13 +71,7 @@ def test_raw_http_shapes_and_defaults(
 def test_existing_customer_is_linked_and_expiry_shows(
     api: httpx.Client, catalog: dict[str, Any], org: str, emulator: EmulatorServer
 ) -> None:
-    customer = call(
-        api,
-        "POST",
-        "/v1/customers/",
-        201,
-        json={"email": "a@example.com", "external_id": "u1", "organization_id": org},
-    )
+    customer = create_customer(api, org)
     body = call(
         api,
         "POST",

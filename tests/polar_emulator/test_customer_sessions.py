@@ -11,13 +11,12 @@ from polar.v2026_10 import Polar
 from polar.v2026_10 import outputs as o
 
 from polar_emulator import EmulatorServer
-from tests.polar_emulator.billing_helpers import (  # noqa: F401 (fixtures)
-    api_fixture,
-    org_fixture,
-    polar_fixture,
-    token_fixture,
-)
+from tests.polar_emulator import billing_helpers as bh
+from tests.polar_emulator.billing_helpers import create_customer
 from tests.polar_emulator.resource_helpers import call, http, org_id
+
+# Fixtures used by this module.
+api_fixture, catalog_fixture, org_fixture, polar_fixture, token_fixture = bh.FIXTURES
 
 
 def test_create_by_id_and_external_id(polar: Polar, org: str, emulator: EmulatorServer) -> None:
@@ -39,13 +38,7 @@ def test_create_by_id_and_external_id(polar: Polar, org: str, emulator: Emulator
 
 
 def test_raw_http_and_errors(api: httpx.Client, org: str) -> None:
-    customer = call(
-        api,
-        "POST",
-        "/v1/customers/",
-        201,
-        json={"email": "a@example.com", "external_id": "u1", "organization_id": org},
-    )
+    customer = create_customer(api, org)
     body = call(api, "POST", "/v1/customer-sessions/", 201, json={"customer_id": customer["id"]})
     assert body["customer"] == customer
     unknown = call(api, "POST", "/v1/customer-sessions/", 422, json={"external_customer_id": "nobody"})

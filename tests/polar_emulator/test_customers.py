@@ -11,17 +11,12 @@ from polar.v2026_10 import Polar, errors
 from polar.v2026_10 import outputs as o
 
 from polar_emulator import EmulatorServer
-from tests.polar_emulator.billing_helpers import (  # noqa: F401 (fixtures)
-    api_fixture,
-    catalog_fixture,
-    check_webhook_payload,
-    org_fixture,
-    polar_fixture,
-    purchase,
-    raised,
-    token_fixture,
-)
+from tests.polar_emulator import billing_helpers as bh
+from tests.polar_emulator.billing_helpers import check_webhook_payload, create_customer, purchase, raised
 from tests.polar_emulator.resource_helpers import call, http, org_id
+
+# Fixtures used by this module.
+api_fixture, catalog_fixture, org_fixture, polar_fixture, token_fixture = bh.FIXTURES
 
 
 def test_create_get_list_through_the_sdk(polar: Polar, org: str, emulator: EmulatorServer) -> None:
@@ -48,13 +43,7 @@ def test_create_get_list_through_the_sdk(polar: Polar, org: str, emulator: Emula
 
 
 def test_raw_http_shapes_match_the_spec(api: httpx.Client, org: str) -> None:
-    body = call(
-        api,
-        "POST",
-        "/v1/customers/",
-        201,
-        json={"email": "ada@example.com", "external_id": "u1", "organization_id": org},
-    )
+    body = create_customer(api, org, "ada@example.com")
     call(api, "GET", "/v1/customers/{id}", 200, path=f"/v1/customers/{body['id']}")
     call(api, "GET", "/v1/customers/external/{external_id}", 200, path="/v1/customers/external/u1")
     listed = call(api, "GET", "/v1/customers/", 200, params={"organization_id": org, "sorting": "email"})
@@ -75,32 +64,14 @@ def test_raw_http_shapes_match_the_spec(api: httpx.Client, org: str) -> None:
 
 
 def test_duplicate_email_and_external_id_are_422_not_409(api: httpx.Client, org: str) -> None:
-    call(
-        api,
-        "POST",
-        "/v1/customers/",
-        201,
-        json={"email": "ada@example.com", "external_id": "u1", "organization_id": org},
-    )
-    dup = call(
-        api,
-        "POST",
-        "/v1/customers/",
-        422,
-        json={"email": "ADA@example.com", "external_id": "u1", "organization_id": org},
-    )
+    create_customer(api, org, "ada@example.com")
+    dup = create_customer(api, org, "ADA@example.com", status=422)
     assert dup["error"] == "PolarRequestValidationError"
     assert [(d["loc"], d["type"]) for d in dup["detail"]] == [
         (["body", "email"], "value_error"),
         (["body", "external_id"], "value_error"),
     ]
-    only_ext = call(
-        api,
-        "POST",
-        "/v1/customers/",
-        422,
-        json={"email": "new@example.com", "external_id": "u1", "organization_id": org},
-    )
+    only_ext = create_customer(api, org, "new@example.com", status=422)
     assert [d["loc"] for d in only_ext["detail"]] == [["body", "external_id"]]
 
 
@@ -108,13 +79,7 @@ def test_duplicates_are_per_organization(emulator: EmulatorServer, issue_token: 
     acme, labs = org_id(emulator, "acme"), org_id(emulator, "acme-labs")
     with http(emulator, issue_token("multi@polar.local")) as client:
         for org_ in (acme, labs):
-            call(
-                client,
-                "POST",
-                "/v1/customers/",
-                201,
-                json={"email": "a@example.com", "external_id": "x", "organization_id": org_},
-            )
+            create_customer(client, org_, external_id="x")
         # A token reaching both orgs cannot tell the two "x" customers apart (Polar: MultipleResultsFound).
         assert client.get("/v1/customers/external/x").status_code == 500
         missing_org = call(client, "POST", "/v1/customers/", 422, json={"email": "b@example.com"})
@@ -140,13 +105,7 @@ def test_request_validation_422s(api: httpx.Client, org: str) -> None:
 
 
 def test_external_id_cannot_change_once_set(api: httpx.Client, org: str) -> None:
-    c = call(
-        api,
-        "POST",
-        "/v1/customers/",
-        201,
-        json={"email": "a@example.com", "external_id": "u1", "organization_id": org},
-    )
+    c = create_customer(api, org)
     err = call(
         api, "PATCH", "/v1/customers/{id}", 422, path=f"/v1/customers/{c['id']}", json={"external_id": "u2"}
     )
@@ -182,13 +141,7 @@ def test_unknown_ids_are_404(polar: Polar, api: httpx.Client) -> None:
 def test_other_users_customers_are_invisible(
     emulator: EmulatorServer, api: httpx.Client, issue_token: Any
 ) -> None:
-    c = call(
-        api,
-        "POST",
-        "/v1/customers/",
-        201,
-        json={"email": "a@example.com", "organization_id": org_id(emulator, "demo-org")},
-    )
+    c = create_customer(api, org_id(emulator, "demo-org"), external_id=None)
     with http(emulator, issue_token("multi@polar.local")) as other:
         assert other.get(f"/v1/customers/{c['id']}").status_code == 404
         assert other.get("/v1/customers/").json()["pagination"]["total_count"] == 0

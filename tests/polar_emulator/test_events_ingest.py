@@ -9,13 +9,12 @@ from polar.v2026_10 import Polar
 from polar.v2026_10 import outputs as o
 
 from polar_emulator import EmulatorServer
-from tests.polar_emulator.billing_helpers import (  # noqa: F401 (fixtures)
-    api_fixture,
-    org_fixture,
-    polar_fixture,
-    token_fixture,
-)
+from tests.polar_emulator import billing_helpers as bh
+from tests.polar_emulator.billing_helpers import create_customer
 from tests.polar_emulator.resource_helpers import METER_BODY, call, http, org_id
+
+# Fixtures used by this module.
+api_fixture, catalog_fixture, org_fixture, polar_fixture, token_fixture = bh.FIXTURES
 
 INGEST = "/v1/events/ingest"
 
@@ -112,13 +111,7 @@ def test_scope_is_events_write(emulator: EmulatorServer, issue_token: Any, org: 
 
 def test_usage_shows_in_customer_state_meters(api: httpx.Client, org: str) -> None:
     meter = call(api, "POST", "/v1/meters/", 201, json={**METER_BODY, "organization_id": org})
-    customer = call(
-        api,
-        "POST",
-        "/v1/customers/",
-        201,
-        json={"email": "a@example.com", "external_id": "u1", "organization_id": org},
-    )
+    customer = create_customer(api, org)
     events = [{"name": "api_call", "external_customer_id": "u1"}] * 3 + [
         {"name": "other", "external_customer_id": "u1"}
     ]

@@ -10,17 +10,12 @@ from polar.v2026_10 import Polar, errors
 from polar.v2026_10 import outputs as o
 
 from polar_emulator import EmulatorServer
-from tests.polar_emulator.billing_helpers import (  # noqa: F401 (fixtures)
-    api_fixture,
-    catalog_fixture,
-    check_webhook_payload,
-    org_fixture,
-    polar_fixture,
-    purchase,
-    raised,
-    token_fixture,
-)
+from tests.polar_emulator import billing_helpers as bh
+from tests.polar_emulator.billing_helpers import check_webhook_payload, purchase, raised
 from tests.polar_emulator.resource_helpers import call, http
+
+# Fixtures used by this module.
+api_fixture, catalog_fixture, org_fixture, polar_fixture, token_fixture = bh.FIXTURES
 
 
 def test_list_and_get_through_the_sdk(
