@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -90,46 +91,35 @@ def tokens(http: httpx.Client, **kwargs: Any) -> dict[str, Any]:
     return response.json()
 
 
-def refresh(
-    http: httpx.Client,
-    refresh_token: str,
-    *,
-    client_id: str = DEMO_CLIENT_ID,
-    client_secret: str = DEMO_CLIENT_SECRET,
-    **extra: str,
-) -> httpx.Response:
-    data = {
-        "grant_type": "refresh_token",
-        "refresh_token": refresh_token,
-        "client_id": client_id,
-        "client_secret": client_secret,
-        **extra,
-    }
-    return http.post(TOKEN_URL, data=data)
+def _client_call(path: str, field: str, **fixed: str) -> Callable[..., httpx.Response]:
+    """A POST to ``path`` of the ``fixed`` form fields, ``field`` and a client's credentials
+    (the demo client's unless ``client_id``/``client_secret`` are given), then any ``extra`` fields."""
+
+    def send(
+        http: httpx.Client,
+        value: str,
+        *,
+        client_id: str = DEMO_CLIENT_ID,
+        client_secret: str = DEMO_CLIENT_SECRET,
+        **extra: str,
+    ) -> httpx.Response:
+        data = {**fixed, field: value, "client_id": client_id, "client_secret": client_secret, **extra}
+        return http.post(path, data=data)
+
+    return send
 
 
-def introspect(
-    http: httpx.Client,
-    token: str,
-    *,
-    client_id: str = DEMO_CLIENT_ID,
-    client_secret: str = DEMO_CLIENT_SECRET,
-    **extra: str,
-) -> httpx.Response:
-    data = {"token": token, "client_id": client_id, "client_secret": client_secret, **extra}
-    return http.post("/v1/oauth2/introspect", data=data)
+# ``refresh(http, refresh_token, ...)``, ``introspect(http, token, ...)``, ``revoke(http, token, ...)``;
+# ``grant(http, grant_type, ...)`` is a token request with nothing but the grant type and credentials.
+refresh = _client_call(TOKEN_URL, "refresh_token", grant_type="refresh_token")
+introspect = _client_call("/v1/oauth2/introspect", "token")
+revoke = _client_call("/v1/oauth2/revoke", "token")
+grant = _client_call(TOKEN_URL, "grant_type")
 
 
-def revoke(
-    http: httpx.Client,
-    token: str,
-    *,
-    client_id: str = DEMO_CLIENT_ID,
-    client_secret: str = DEMO_CLIENT_SECRET,
-    **extra: str,
-) -> httpx.Response:
-    data = {"token": token, "client_id": client_id, "client_secret": client_secret, **extra}
-    return http.post("/v1/oauth2/revoke", data=data)
+def credentials(client: dict[str, Any]) -> dict[str, str]:
+    """A client's ``client_id`` and ``client_secret``, as keyword arguments for the calls above."""
+    return {"client_id": client["client_id"], "client_secret": client["client_secret"]}
 
 
 def userinfo(http: httpx.Client, access_token: str) -> httpx.Response:

@@ -21,6 +21,7 @@ from .oauth_support import (
     consent,
     exchange,
     get_code,
+    grant,
     new_client,
     org_ids,
     pkce_pair,
@@ -265,26 +266,12 @@ def test_verifier_without_challenge_is_rejected(control: httpx.Client) -> None:
 
 
 def test_unsupported_grant_type(control: httpx.Client) -> None:
-    response = control.post(
-        TOKEN_URL,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": DEMO_CLIENT_ID,
-            "client_secret": DEMO_CLIENT_SECRET,
-        },
-    )
+    response = grant(control, "client_credentials")
     _assert_oauth_error(response, 400, "unsupported_grant_type")
 
 
 def test_missing_code(control: httpx.Client) -> None:
-    response = control.post(
-        TOKEN_URL,
-        data={
-            "grant_type": "authorization_code",
-            "client_id": DEMO_CLIENT_ID,
-            "client_secret": DEMO_CLIENT_SECRET,
-        },
-    )
+    response = grant(control, "authorization_code")
     _assert_oauth_error(response, 400, "invalid_request", "Missing 'code' in request.")
 
 

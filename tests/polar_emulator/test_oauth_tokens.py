@@ -4,6 +4,7 @@ the revoke-user control endpoint, and concurrent refreshes of one token."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -13,6 +14,7 @@ from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_USER_
 
 from .oauth_support import (
     advance_clock,
+    credentials,
     exchange,
     get_code,
     introspect,
@@ -25,6 +27,11 @@ from .oauth_support import (
 )
 
 INACTIVE = {"active": False}
+
+
+def _assert_invalid_grant(response: httpx.Response) -> None:
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
 
 
 # -- refresh ---------------------------------------------------------------------------------
@@ -51,8 +58,7 @@ def test_refresh_rotates_and_kills_the_old_pair_at_once(control: httpx.Client) -
 
     # Reusing the old refresh token fails, and does not revoke the new pair.
     reuse = refresh(control, first["refresh_token"])
-    assert reuse.status_code == 400
-    assert reuse.json()["error"] == "invalid_grant"
+    _assert_invalid_grant(reuse)
     assert userinfo(control, second["access_token"]).status_code == 200
     assert refresh(control, second["refresh_token"]).status_code == 200
 
@@ -82,12 +88,24 @@ def test_refresh_tokens_outlive_their_access_token(control: httpx.Client) -> Non
 def test_refresh_by_another_client_is_invalid_grant(control: httpx.Client) -> None:
     first = tokens(control)
     other = new_client(control)
-    response = refresh(
-        control, first["refresh_token"], client_id=other["client_id"], client_secret=other["client_secret"]
-    )
-    assert response.status_code == 400
-    assert response.json()["error"] == "invalid_grant"
+    response = refresh(control, first["refresh_token"], **credentials(other))
+    _assert_invalid_grant(response)
     assert refresh(control, first["refresh_token"]).status_code == 200
+
+
+def race(
+    emulator: EmulatorServer, workers: int, send: Callable[[httpx.Client], httpx.Response]
+) -> list[httpx.Response]:
+    """``send`` from ``workers`` threads at once (a barrier releases them), each with its own client."""
+    barrier = threading.Barrier(workers)
+
+    def attempt(_: int) -> httpx.Response:
+        with httpx.Client(base_url=emulator.url, timeout=10) as http:
+            barrier.wait()
+            return send(http)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(attempt, range(workers)))
 
 
 def test_parallel_refreshes_of_one_token_exactly_one_wins(
@@ -95,15 +113,7 @@ def test_parallel_refreshes_of_one_token_exactly_one_wins(
 ) -> None:
     first = tokens(control)
     workers = 8
-    barrier = threading.Barrier(workers)
-
-    def attempt(_: int) -> httpx.Response:
-        with httpx.Client(base_url=emulator.url, timeout=10) as http:
-            barrier.wait()
-            return refresh(http, first["refresh_token"])
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        responses = list(pool.map(attempt, range(workers)))
+    responses = race(emulator, workers, lambda http: refresh(http, first["refresh_token"]))
 
     winners = [r for r in responses if r.status_code == 200]
     losers = [r for r in responses if r.status_code != 200]
@@ -122,15 +132,7 @@ def test_parallel_exchanges_of_one_code_exactly_one_wins(
 ) -> None:
     code = get_code(control)
     workers = 8
-    barrier = threading.Barrier(workers)
-
-    def attempt(_: int) -> httpx.Response:
-        with httpx.Client(base_url=emulator.url, timeout=10) as http:
-            barrier.wait()
-            return exchange(http, code)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        statuses = sorted(r.status_code for r in pool.map(attempt, range(workers)))
+    statuses = sorted(r.status_code for r in race(emulator, workers, lambda http: exchange(http, code)))
     assert statuses == [200] + [400] * (workers - 1)
     assert len(emulator.store.tokens_by_access) == 1
 
@@ -176,12 +178,7 @@ def test_introspect_inactive_is_exactly_active_false(control: httpx.Client) -> N
     body = tokens(control)
     other = new_client(control)
     # Another client's token looks unknown.
-    assert (
-        introspect(
-            control, body["access_token"], client_id=other["client_id"], client_secret=other["client_secret"]
-        ).json()
-        == INACTIVE
-    )
+    assert introspect(control, body["access_token"], **credentials(other)).json() == INACTIVE
     assert introspect(control, "polar_at_u_unknown").json() == INACTIVE
     revoke(control, body["access_token"])
     assert introspect(control, body["access_token"]).json() == INACTIVE
@@ -219,8 +216,7 @@ def test_revoke_access_token_hint_also_disables_the_refresh_token(
     assert row.refresh_token_revoked_at is None
     assert userinfo(control, body["access_token"]).status_code == 401
     response = refresh(control, body["refresh_token"])
-    assert response.status_code == 400
-    assert response.json()["error"] == "invalid_grant"
+    _assert_invalid_grant(response)
 
 
 def test_revoke_refresh_token_revokes_both_halves(emulator: EmulatorServer, control: httpx.Client) -> None:
@@ -247,11 +243,8 @@ def test_revoke_with_basic_auth(control: httpx.Client) -> None:
 def test_revoke_another_clients_token_is_invalid_grant(control: httpx.Client) -> None:
     body = tokens(control)
     other = new_client(control)
-    response = revoke(
-        control, body["access_token"], client_id=other["client_id"], client_secret=other["client_secret"]
-    )
-    assert response.status_code == 400
-    assert response.json()["error"] == "invalid_grant"
+    response = revoke(control, body["access_token"], **credentials(other))
+    _assert_invalid_grant(response)
     assert userinfo(control, body["access_token"]).status_code == 200
 
 
