@@ -21,7 +21,7 @@ def server_metadata(base_url: str) -> dict[str, Any]:
         "token_endpoint": f"{base}/v1/oauth2/token",
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "userinfo_endpoint": f"{base}/v1/oauth2/userinfo",
-        # Advertised as Polar does; dynamic registration is not emulated.
+        # RFC 7591/7592, see registration.py.
         "registration_endpoint": f"{base}/v1/oauth2/register",
         "scopes_supported": list(SCOPES_SUPPORTED),
         "response_types_supported": ["code"],

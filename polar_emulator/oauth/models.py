@@ -8,6 +8,7 @@ tokens never expire by time; revoking either half makes the whole row unusable.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
 from authlib.oauth2.rfc6749.util import list_to_scope, scope_to_list
@@ -30,6 +31,19 @@ ALL_SCOPES = (  # noqa: SIM905 - one string, as in the notes
 ).split()
 SCOPES_SUPPORTED = [s for s in ALL_SCOPES if not s.startswith("organization_access_tokens:")]
 DEFAULT_CLIENT_SCOPE = " ".join(SCOPES_SUPPORTED)
+# The RFC 7591 metadata a client keeps (Authlib's ClientMetadataClaims that Polar's schema allows).
+CLIENT_METADATA_KEYS = (
+    "redirect_uris",
+    "token_endpoint_auth_method",
+    "grant_types",
+    "response_types",
+    "client_name",
+    "client_uri",
+    "logo_uri",
+    "scope",
+    "tos_uri",
+    "policy_uri",
+)
 
 
 @dataclass
@@ -43,10 +57,53 @@ class OAuth2Client(ClientMixin):
     token_endpoint_auth_method: str = "client_secret_post"
     grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
     response_types: tuple[str, ...] = ("code",)
+    # RFC 7591/7592 (dynamic registration, see oauth/registration.py).
+    client_uri: str | None = None
+    logo_uri: str | None = None
+    tos_uri: str | None = None
+    policy_uri: str | None = None
+    client_id_issued_at: int = 0
+    client_secret_expires_at: int = 0
+    registration_access_token: str | None = None
 
     @property
     def is_public(self) -> bool:
         return self.token_endpoint_auth_method == "none"
+
+    @property
+    def client_info(self) -> dict[str, Any]:
+        """RFC 7591 3.2.1 client information, as Authlib's SQLAlchemy client mixin."""
+        return {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "client_id_issued_at": self.client_id_issued_at,
+            "client_secret_expires_at": self.client_secret_expires_at,
+        }
+
+    @property
+    def client_metadata(self) -> dict[str, Any]:
+        """The registered metadata; unset (None) values are left out."""
+        values = {key: getattr(self, key) for key in CLIENT_METADATA_KEYS}
+        for key in ("grant_types", "response_types", "redirect_uris"):
+            values[key] = list(values[key])
+        return {k: v for k, v in values.items() if v is not None}
+
+    def set_client_metadata(self, metadata: dict[str, Any]) -> None:
+        for key, value in metadata.items():
+            if key not in CLIENT_METADATA_KEYS:
+                continue
+            if key in ("grant_types", "response_types"):
+                value = tuple(value)
+            elif key == "redirect_uris":
+                value = list(value)
+            setattr(self, key, value)
+
+    def check_registration_access_token(self, token: str) -> bool:
+        import hmac
+
+        return self.registration_access_token is not None and hmac.compare_digest(
+            self.registration_access_token, token
+        )
 
     def get_client_id(self) -> str:
         return self.client_id

@@ -76,9 +76,20 @@ class StarletteJsonPayload(JsonPayload):
 
 
 class StarletteJsonRequest(JsonRequest):
+    """A JSON request (client registration). ``data`` is the body, already parsed and validated."""
+
     def __init__(self, request: Request, data: Any) -> None:
         super().__init__(request.method, str(request.url), request.headers)
-        self.payload = StarletteJsonPayload(data)
+        self.payload = StarletteJsonPayload(data if data is not None else {})
+        self.path_params: dict[str, Any] = dict(request.path_params)
+        self._request = request
+        # The emulator has no web session: every registration caller is anonymous.
+        self.user = None
+        self.credential: Any = None
+        self.client: Any = None
+
+    def url_for(self, name: str, **path_params: Any) -> str:
+        return str(self._request.url_for(name, **path_params))
 
 
 async def read_oauth2_request(request: Request) -> StarletteOAuth2Request:

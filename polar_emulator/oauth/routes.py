@@ -22,7 +22,14 @@ from polar_emulator.oauth.consent import pick_user, render_consent, resolve_orga
 from polar_emulator.oauth.grants import AuthorizationCodeGrant, user_info
 from polar_emulator.oauth.keys import jwks
 from polar_emulator.oauth.metadata import server_metadata
-from polar_emulator.oauth.requests import StarletteOAuth2Request, read_oauth2_request
+from polar_emulator.oauth.registration import (
+    GET_CLIENT_ROUTE,
+    ClientConfigurationEndpoint,
+    ClientRegistrationEndpoint,
+    OAuth2ClientConfiguration,
+    OAuth2ClientConfigurationUpdate,
+)
+from polar_emulator.oauth.requests import StarletteJsonRequest, StarletteOAuth2Request, read_oauth2_request
 from polar_emulator.oauth.server import AuthorizationServer, get_server
 
 router = APIRouter(include_in_schema=False)
@@ -122,6 +129,37 @@ async def revoke(request: Request) -> Response:
 async def userinfo(request: Request) -> dict[str, Any]:
     subject = authenticate(request, [])
     return user_info(subject.user, subject.token.scope)
+
+
+# -- dynamic client registration (RFC 7591 / 7592) ------------------------------------------
+
+
+def _registration_response(request: Request, endpoint: str, data: dict[str, Any] | None) -> Response:
+    json_request = StarletteJsonRequest(request, data)
+    response = get_server(request).create_endpoint_response(endpoint, json_request)
+    if json_request.client is not None:
+        note(request, client_id=json_request.client.client_id)
+    return response
+
+
+@router.post("/v1/oauth2/register", name="oauth2:create_client")
+async def create_client(request: Request, body: OAuth2ClientConfiguration) -> Response:
+    return _registration_response(request, ClientRegistrationEndpoint.ENDPOINT_NAME, body.payload())
+
+
+@router.get("/v1/oauth2/register/{client_id}", name=GET_CLIENT_ROUTE)
+async def get_client(request: Request, client_id: str) -> Response:
+    return _registration_response(request, ClientConfigurationEndpoint.ENDPOINT_NAME, None)
+
+
+@router.put("/v1/oauth2/register/{client_id}", name="oauth2:update_client")
+async def update_client(request: Request, client_id: str, body: OAuth2ClientConfigurationUpdate) -> Response:
+    return _registration_response(request, ClientConfigurationEndpoint.ENDPOINT_NAME, body.payload())
+
+
+@router.delete("/v1/oauth2/register/{client_id}", name="oauth2:delete_client")
+async def delete_client(request: Request, client_id: str) -> Response:
+    return _registration_response(request, ClientConfigurationEndpoint.ENDPOINT_NAME, None)
 
 
 # -- discovery -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from polar_emulator.oauth.grants import ISSUER, register_grants
 from polar_emulator.oauth.models import ALL_SCOPES, OAuth2Client, Token
+from polar_emulator.oauth.registration import ClientConfigurationEndpoint, ClientRegistrationEndpoint
 from polar_emulator.oauth.requests import StarletteJsonRequest, StarletteOAuth2Request
 from polar_emulator.store import Store
 from polar_emulator.tokens import generate_token
@@ -98,6 +99,8 @@ class AuthorizationServer(_AuthorizationServer):
         )
         self.register_endpoint(RevocationEndpoint)
         self.register_endpoint(IntrospectionEndpoint)
+        self.register_endpoint(ClientRegistrationEndpoint)
+        self.register_endpoint(ClientConfigurationEndpoint)
         register_grants(self)
 
     def query_client(self, client_id: str) -> OAuth2Client | None:
@@ -124,6 +127,8 @@ class AuthorizationServer(_AuthorizationServer):
         return StarletteOAuth2Request(request, getattr(request, "_form", None))
 
     def create_json_request(self, request: Any) -> StarletteJsonRequest:
+        if isinstance(request, StarletteJsonRequest):
+            return request
         return StarletteJsonRequest(request, getattr(request, "_json", None))
 
     def handle_response(self, status: int, body: Any, headers: list[tuple[str, str]]) -> Response:
