@@ -179,31 +179,19 @@ def enqueue_pending(
     now = utcnow()
     cutoff = now - min_age
     with database.transaction() as session:
-        never_enqueued = list(
-            session.scalars(
-                select(ProvisioningRun.id).where(
-                    ProvisioningRun.status == RunStatus.QUEUED.value,
-                    ProvisioningRun.enqueued_at.is_(None),
-                    ProvisioningRun.created_at <= cutoff,
-                )
-            )
+
+        def run_ids(*conditions: Any) -> list[str]:
+            return list(session.scalars(select(ProvisioningRun.id).where(*conditions)))
+
+        queued = ProvisioningRun.status == RunStatus.QUEUED.value
+        never_enqueued = run_ids(
+            queued, ProvisioningRun.enqueued_at.is_(None), ProvisioningRun.created_at <= cutoff
         )
-        enqueued_before = list(
-            session.scalars(
-                select(ProvisioningRun.id).where(
-                    ProvisioningRun.status == RunStatus.QUEUED.value,
-                    ProvisioningRun.enqueued_at.is_not(None),
-                    ProvisioningRun.enqueued_at <= cutoff,
-                )
-            )
+        enqueued_before = run_ids(
+            queued, ProvisioningRun.enqueued_at.is_not(None), ProvisioningRun.enqueued_at <= cutoff
         )
-        stale_running = list(
-            session.scalars(
-                select(ProvisioningRun.id).where(
-                    ProvisioningRun.status == RunStatus.RUNNING.value,
-                    ProvisioningRun.started_at <= now - reap_after,
-                )
-            )
+        stale_running = run_ids(
+            ProvisioningRun.status == RunStatus.RUNNING.value, ProvisioningRun.started_at <= now - reap_after
         )
     done = []
     try:
