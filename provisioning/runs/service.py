@@ -92,7 +92,9 @@ def status_snapshot(session: Session, workspace_id: str, *, catalog: Catalog | N
             "catalog_revision": None,
         }
     names = {p.id: p.name for p in catalog.plans} if catalog else {}
-    run = latest_run(session, integration.id)
+    # After a disconnect the last run (cancelled, or long over) is history, not a step list to show.
+    connected = integration.status != IntegrationStatus.NOT_CONNECTED.value
+    run = latest_run(session, integration.id) if connected else None
     organization = None
     if integration.polar_org_id:
         organization = {

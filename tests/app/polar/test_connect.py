@@ -169,7 +169,9 @@ def test_disconnect_forgets_the_tokens(
     token = csrf_token(owner_client, f"/workspaces/{workspace.id}/polar")
     response = owner_client.post(f"/workspaces/{workspace.id}/polar/disconnect", data={"csrf_token": token})
     assert response.status_code == 303
-    assert status(owner_client, workspace.id)["status"] == "not_connected"
+    snapshot = status(owner_client, workspace.id)
+    assert snapshot["status"] == "not_connected"
+    assert snapshot["steps"] == [] and snapshot["run"] is None  # the cancelled run is not shown
     session.expire_all()
     integration = session.scalar(
         select(PolarIntegration).where(PolarIntegration.workspace_id == workspace.id)
