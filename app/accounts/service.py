@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.accounts.models import Membership, Role, User, Workspace
+from app.accounts.models import Membership, Role, User, UserSession, Workspace
 from app.accounts.passwords import hash_password, needs_rehash, verify_password
+from provisioning.db import utcnow
 
 
 class AccountError(ValueError):
@@ -77,3 +80,28 @@ def workspaces_of(session: Session, user: User) -> list[tuple[Workspace, str]]:
         .order_by(Workspace.name)
     )
     return [(ws, role) for ws, role in rows]
+
+
+def open_session(session: Session, user: User) -> str:
+    """A new signed-in browser session for ``user``; returns its id for the cookie."""
+    user_session = UserSession(id=secrets.token_urlsafe(32), user_id=user.id)
+    session.add(user_session)
+    session.flush()
+    return user_session.id
+
+
+def session_user(session: Session, session_id: str | None, user_id: str) -> User | None:
+    """The user of a live (not revoked) browser session, or None."""
+    if not session_id:
+        return None
+    user_session = session.get(UserSession, session_id)
+    if user_session is None or user_session.revoked_at is not None or user_session.user_id != user_id:
+        return None
+    return session.get(User, user_id)
+
+
+def close_session(session: Session, session_id: str | None) -> None:
+    user_session = session.get(UserSession, session_id) if session_id else None
+    if user_session is not None and user_session.revoked_at is None:
+        user_session.revoked_at = utcnow()
+        session.flush()

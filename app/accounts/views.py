@@ -17,14 +17,21 @@ from app.security import safe_next
 bp = Blueprint("accounts", __name__)
 
 
+SESSION_KEY = "sid"
+
+
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    return db_session().get(User, user_id)
+    return service.session_user(db_session(), session.get(SESSION_KEY), user_id)
 
 
 def _start_session(user: User) -> None:
-    """A fresh session on sign-in (no fixation), then Flask-Login's cookie."""
+    """A fresh session on sign-in (no fixation), recorded server-side so sign-out can revoke it."""
+    db = db_session()
+    session_id = service.open_session(db, user)
+    db.commit()
     session.clear()
+    session[SESSION_KEY] = session_id
     login_user(user)
 
 
@@ -80,6 +87,9 @@ def signup() -> str | Response | tuple[str, int]:
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout() -> Response:
+    db = db_session()
+    service.close_session(db, session.get(SESSION_KEY))
+    db.commit()
     logout_user()
     session.clear()
     flash("You are signed out.", "success")

@@ -146,3 +146,33 @@ def test_a_successful_sign_in_clears_the_failure_count(client: FlaskClient, acco
     for _ in range(MAX_FAILURES - 1):
         assert _sign_in(client, user.email, "wrong password") == 401
     assert _sign_in(client, user.email, PASSWORD) == 303
+
+
+def test_a_copied_session_cookie_stops_working_once_its_owner_signs_out(
+    app, client: FlaskClient, accounts: Accounts
+) -> None:
+    accounts.user("ana@example.com")
+    login(client, "ana@example.com")
+    stolen = client.get_cookie("session")
+    assert stolen is not None
+    thief = app.test_client()
+    thief.set_cookie("session", stolen.value)
+    assert thief.get("/").status_code == 200  # the copy works while the session lives
+
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+
+    assert thief.get("/").status_code == 302  # revoked server-side: back to sign-in
+
+
+def test_signing_out_one_browser_keeps_the_others_signed_in(
+    app, client: FlaskClient, accounts: Accounts
+) -> None:
+    accounts.user("ana@example.com")
+    other = app.test_client()
+    login(client, "ana@example.com")
+    login(other, "ana@example.com")
+
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+
+    assert client.get("/").status_code == 302
+    assert other.get("/").status_code == 200
