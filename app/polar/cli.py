@@ -107,6 +107,23 @@ def plans_diff(workspace_id: str) -> None:
     click.echo("\n".join(lines) if lines else "up to date: provisioning would change nothing")
 
 
+keys_cli = AppGroup("keys", help="The encryption keys of stored secrets.")
+
+
+@keys_cli.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored token and webhook secret with the first POLAR_TOKEN_ENCRYPTION_KEY."""
+    from provisioning.db import get_database
+    from provisioning.integrations.rotation import rotate_encryption
+
+    count = rotate_encryption(get_database(), settings())
+    click.echo(
+        f"re-encrypted the secrets of {count} integration(s) with the first key; once every process "
+        "runs with that key first, the older keys can be removed"
+    )
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(provision)
     app.cli.add_command(plans_cli)
+    app.cli.add_command(keys_cli)

@@ -14,6 +14,7 @@ from app import create_app
 from app.accounts.models import Workspace
 from provisioning.config import ConfigError, Settings
 from provisioning.db import Database
+from provisioning.integrations.models import PolarIntegration
 from provisioning.runs.models import ProvisioningRun
 from tests.app.polar.conftest import consent, run_jobs, start_connect, status
 
@@ -105,3 +106,17 @@ def test_plans_diff_needs_a_connection(app: Flask, workspace: Workspace) -> None
     result = app.test_cli_runner().invoke(args=["plans", "diff", workspace.id])
     assert result.exit_code == 1
     assert "not connected" in result.output
+
+
+def test_keys_rotate_reports_what_it_re_encrypted(
+    app: Flask, owner_client: FlaskClient, workspace: Workspace, session: Session
+) -> None:
+    owner_client.get(consent(start_connect(owner_client, workspace.id)).callback_path)
+    before = session.scalar(select(PolarIntegration.access_token))
+
+    result = app.test_cli_runner().invoke(args=["keys", "rotate"])
+
+    assert result.exit_code == 0, result.output
+    assert "re-encrypted the secrets of 1 integration(s)" in result.output
+    session.expire_all()
+    assert session.scalar(select(PolarIntegration.access_token)) != before  # a fresh ciphertext
