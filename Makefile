@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e ./polar_emulator -e '.[dev]'
 	@touch $(STAMP)
 
 run: install
@@ -23,4 +23,4 @@ test: install
 
 lint: install
 	$(BIN)/ruff check app provisioning polar_emulator tests wsgi.py
-	$(BIN)/ruff format --check app tests wsgi.py
+	$(BIN)/ruff format --check app polar_emulator tests wsgi.py
