@@ -3,7 +3,7 @@
 Like ``wsgi.py`` for the web, this is where the process is composed: it loads every table of the
 shared metadata (the domain's and the web layer's account tables, which the domain's foreign keys
 name), configures the database, sweeps the outbox for runs whose enqueue was lost, and runs an RQ
-worker with the JSON serializer on the provisioning queue.
+worker with the JSON serializer on the queue of provisioning runs.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from rq.serializers import JSONSerializer
 
 import app.accounts.models  # noqa: F401  (tables that provisioning's foreign keys refer to)
 import provisioning.models  # noqa: F401
-from provisioning import queue
 from provisioning.config import ConfigError, Settings
 from provisioning.connect.service import purge_expired_attempts
 from provisioning.db import Database, configure
+from provisioning.runs import periodic, queue
 
 SWEEP_EVERY_SECONDS = 30.0
 log = logging.getLogger("connect_polar.worker")
@@ -35,7 +35,7 @@ def sweep(database: Database, settings: Settings) -> None:
     except Exception:  # the sweeper must never take the worker down
         log.exception("purging expired connect attempts failed")
     try:
-        enqueued = queue.enqueue_pending(database, settings.redis_url)
+        enqueued = periodic.enqueue_pending(database, settings.redis_url)
     except Exception:  # the sweeper must never take the worker down
         log.exception("outbox sweep failed")
         return

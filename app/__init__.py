@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from provisioning.config import ConfigError, Settings
 from provisioning.db import Database, configure
@@ -61,8 +60,13 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     login_manager.init_app(app)
     migrate.init_app(app, web_db.MigrationTarget(db), directory=str(MIGRATIONS_DIR))
 
-    callback_path = urlsplit(settings.polar_oauth_redirect_uri).path or "/polar/callback"
-    security.init_app(app, settings.polar_web_url, callback_path, https_only=settings.is_production)
+    served = settings.polar_environments.values()
+    security.init_app(
+        app,
+        [e.web_url for e in served],
+        {e.callback_path for e in served},
+        https_only=settings.is_production,
+    )
 
     from app.accounts import cli as accounts_cli
     from app.accounts import views as accounts_views
@@ -71,7 +75,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from app.polar import webhooks as polar_webhooks
 
     accounts_views.init_app(app)
-    polar_views.init_app(app, callback_path)
+    polar_views.init_app(app, settings)
     polar_webhooks.init_app(app)
     accounts_cli.init_app(app)
     polar_cli.init_app(app)

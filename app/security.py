@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, request
 
 
-def content_security_policy(polar_web_url: str) -> str:
+def content_security_policy(*polar_web_urls: str) -> str:
     """No inline scripts or styles. ``form-action`` names Polar because browsers check it on the
     redirect that follows the Connect Polar form."""
     return "; ".join(
@@ -20,13 +20,15 @@ def content_security_policy(polar_web_url: str) -> str:
             "object-src 'none'",
             "base-uri 'none'",
             "frame-ancestors 'none'",
-            f"form-action 'self' {polar_web_url}",
+            " ".join(["form-action 'self'", *polar_web_urls]),
         ]
     )
 
 
-def init_app(app: Flask, polar_web_url: str, callback_path: str, *, https_only: bool = False) -> None:
-    csp = content_security_policy(polar_web_url)
+def init_app(
+    app: Flask, polar_web_urls: list[str], callback_paths: set[str], *, https_only: bool = False
+) -> None:
+    csp = content_security_policy(*polar_web_urls)
 
     @app.after_request
     def _headers(response: Response) -> Response:
@@ -34,9 +36,9 @@ def init_app(app: Flask, polar_web_url: str, callback_path: str, *, https_only: 
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         # The callback's URL carries the code and state: never leak it as a referrer.
-        policy = "no-referrer" if request.path == callback_path else "same-origin"
-        response.headers.setdefault("Referrer-Policy", policy)
-        if request.path == callback_path:
+        on_callback = request.path in callback_paths
+        response.headers.setdefault("Referrer-Policy", "no-referrer" if on_callback else "same-origin")
+        if on_callback:
             response.headers["Cache-Control"] = "no-store"
         if https_only:
             response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")

@@ -37,16 +37,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cryptography.fernet import Fernet  # noqa: E402
+from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI  # noqa: E402
 
 from app.accounts.models import Membership, User, Workspace  # noqa: E402
-from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI  # noqa: E402
 from provisioning import db as db_module  # noqa: E402
 from provisioning.catalog import load_catalog  # noqa: E402
 from provisioning.config import DEFAULT_PLANS_FILE, Settings  # noqa: E402
 from provisioning.connect.service import begin_connect, complete_connect  # noqa: E402
 from provisioning.integrations.models import PolarIntegration  # noqa: E402
+from provisioning.runs.jobs import provision  # noqa: E402
 from provisioning.runs.models import ProvisioningRun  # noqa: E402
-from provisioning.tasks import provision  # noqa: E402
 from tests.migrations_util import upgrade_to_head  # noqa: E402
 
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
@@ -89,9 +89,10 @@ def dependent_chain(catalog) -> int:
 
 
 def needed_calls(catalog) -> int:
-    """Calls a first provisioning cannot do without: the OAuth leg, the lists, one create each."""
+    """Calls a first provisioning cannot do without: the OAuth leg, the account check (userinfo,
+    beside the list calls), the lists, one create each."""
     oauth = 3  # token exchange, introspect, organizations
-    lists = 4  # meters, benefits, products, webhook endpoints
+    lists = 1 + 4  # userinfo; meters, benefits, products, webhook endpoints
     creates = len(catalog.meters) + len(catalog.benefits) + len(catalog.plans) + 1
     attach = sum(1 for plan in catalog.plans if plan.benefits)
     return oauth + lists + creates + attach

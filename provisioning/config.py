@@ -4,27 +4,80 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
+
+from provisioning.errors import ConnectPolarError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PLANS_FILE = Path(__file__).resolve().parent / "catalog" / "default_plans.toml"
 DEFAULT_DATABASE_URL = f"sqlite:///{ROOT / 'instance' / 'connect_polar.db'}"
 
+
+class PolarEnvironment(enum.StrEnum):
+    """Polar's two servers: separate accounts, organizations, tokens and OAuth clients."""
+
+    SANDBOX = "sandbox"  # "test mode" on the owner's page
+    PRODUCTION = "production"  # "live mode"
+
+    @property
+    def mode(self) -> str:
+        return "test mode" if self is PolarEnvironment.SANDBOX else "live mode"
+
+
 POLAR_URLS = {
-    "sandbox": ("https://sandbox-api.polar.sh", "https://sandbox.polar.sh"),
-    "production": ("https://api.polar.sh", "https://polar.sh"),
+    PolarEnvironment.SANDBOX: ("https://sandbox-api.polar.sh", "https://sandbox.polar.sh"),
+    PolarEnvironment.PRODUCTION: ("https://api.polar.sh", "https://polar.sh"),
 }
 # Known development-only values: accepted locally, refused in production.
 DEV_SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"
 
 
-class ConfigError(RuntimeError):
+class ConfigError(ConnectPolarError):
     """A setting is missing or unusable; the message names it."""
+
+
+class EnvironmentNotServed(ConnectPolarError):
+    """A connection belongs to a Polar environment this deployment no longer serves: its tokens are
+    never sent anywhere else, so it is left alone."""
+
+    def __init__(self, environment: str) -> None:
+        super().__init__(
+            f"This deployment no longer serves Polar's {environment} environment; "
+            "the connection is kept as it is and not used"
+        )
+        self.environment = environment
+
+
+@dataclass(frozen=True)
+class PolarEndpoints:
+    """One Polar environment as this deployment talks to it: its servers and our OAuth client."""
+
+    environment: PolarEnvironment
+    api_url: str
+    web_url: str
+    client_id: str = ""
+    client_secret: str = ""
+    redirect_uri: str = ""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.client_secret)
+
+    @property
+    def callback_path(self) -> str:
+        """Where Polar sends the owner back: distinct per environment, so the callback knows which
+        server issued the code (Polar sends no ``iss``; RFC 9700's mix-up defence)."""
+        return urlsplit(self.redirect_uri).path or "/polar/callback"
+
+    def __repr__(self) -> str:  # never print the client secret
+        return f"PolarEndpoints({self.environment.value}, api_url={self.api_url!r})"
 
 
 def parse_fernet_keys(raw: str) -> list[bytes]:
@@ -69,6 +122,8 @@ class Settings:
     polar_oauth_client_secret: str = ""
     polar_oauth_redirect_uri: str = "http://127.0.0.1:5000/polar/callback"
     token_encryption_keys: list[bytes] = field(default_factory=list)
+    # The other Polar environment, when the deployment serves both (POLAR_SANDBOX_* / POLAR_PRODUCTION_*).
+    other_polar_environments: tuple[PolarEndpoints, ...] = ()
 
     @property
     def is_production(self) -> bool:
@@ -76,16 +131,52 @@ class Settings:
 
     @property
     def polar_configured(self) -> bool:
-        return bool(self.polar_oauth_client_id and self.polar_oauth_client_secret)
+        return self.default_polar.configured
+
+    @property
+    def default_polar(self) -> PolarEndpoints:
+        """The environment of POLAR_SERVER, with the seed's POLAR_OAUTH_* client."""
+        return PolarEndpoints(
+            environment=PolarEnvironment(self.polar_server),
+            api_url=self.polar_api_url,
+            web_url=self.polar_web_url,
+            client_id=self.polar_oauth_client_id,
+            client_secret=self.polar_oauth_client_secret,
+            redirect_uri=self.polar_oauth_redirect_uri,
+        )
+
+    @property
+    def polar_environments(self) -> dict[PolarEnvironment, PolarEndpoints]:
+        """Every environment this deployment serves, the default first."""
+        served = {self.default_polar.environment: self.default_polar}
+        for endpoints in self.other_polar_environments:
+            served.setdefault(endpoints.environment, endpoints)
+        return served
+
+    def serves(self, environment: str) -> bool:
+        return environment in self.polar_environments
+
+    def polar(self, environment: str | None = None) -> PolarEndpoints:
+        """The endpoints and OAuth client of ``environment`` (default: POLAR_SERVER's). A stored
+        token goes only to its own environment: one the deployment does not serve raises."""
+        if environment is None:
+            return self.default_polar
+        try:
+            return self.polar_environments[PolarEnvironment(environment)]
+        except (KeyError, ValueError):
+            raise EnvironmentNotServed(environment) from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
         app_env = env.get("APP_ENV", "development").strip().lower()
         server = env.get("POLAR_SERVER", "sandbox").strip().lower()
-        if server not in POLAR_URLS:
+        if server not in {e.value for e in PolarEnvironment}:
             raise ConfigError(f"POLAR_SERVER must be 'sandbox' or 'production', not {server!r}")
-        api_url, web_url = POLAR_URLS[server]
+        default = PolarEnvironment(server)
+        api_url, web_url = POLAR_URLS[default]
+        named = {e: _environment_from_env(env, e) for e in PolarEnvironment}
+        own = named[default]
         raw_keys = env.get("POLAR_TOKEN_ENCRYPTION_KEY", "")
         settings = cls(
             env=app_env,
@@ -95,19 +186,32 @@ class Settings:
             public_base_url=(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
             plans_file=Path(env.get("PLANS_FILE") or DEFAULT_PLANS_FILE),
             polar_server=server,
-            polar_api_url=(env.get("POLAR_API_URL") or api_url).rstrip("/"),
-            polar_web_url=(env.get("POLAR_WEB_URL") or web_url).rstrip("/"),
-            polar_oauth_client_id=env.get("POLAR_OAUTH_CLIENT_ID", ""),
-            polar_oauth_client_secret=env.get("POLAR_OAUTH_CLIENT_SECRET", ""),
+            polar_api_url=(env.get("POLAR_API_URL") or (own.api_url if own else api_url)).rstrip("/"),
+            polar_web_url=(env.get("POLAR_WEB_URL") or (own.web_url if own else web_url)).rstrip("/"),
+            polar_oauth_client_id=env.get("POLAR_OAUTH_CLIENT_ID") or (own.client_id if own else ""),
+            polar_oauth_client_secret=env.get("POLAR_OAUTH_CLIENT_SECRET")
+            or (own.client_secret if own else ""),
             polar_oauth_redirect_uri=env.get("POLAR_OAUTH_REDIRECT_URI")
+            or (own.redirect_uri if own else "")
             or "http://127.0.0.1:5000/polar/callback",
             token_encryption_keys=parse_fernet_keys(raw_keys) if raw_keys.strip() else [],
+            other_polar_environments=tuple(e for k, e in named.items() if e is not None and k != default),
         )
         settings.check()
         return settings
 
     def check(self) -> None:
-        """Refuse to start production with a missing or weak secret, naming the setting."""
+        """Refuse to start with settings that cannot work, and production with a missing or weak
+        secret, naming the setting."""
+        paths: dict[str, PolarEnvironment] = {}
+        for endpoints in self.polar_environments.values():
+            other = paths.setdefault(endpoints.callback_path, endpoints.environment)
+            if other != endpoints.environment:
+                raise ConfigError(
+                    f"Polar's {other.value} and {endpoints.environment.value} environments need distinct "
+                    f"OAuth callback paths (both use {endpoints.callback_path}): set "
+                    f"POLAR_{endpoints.environment.name}_OAUTH_REDIRECT_URI"
+                )
         if not self.is_production:
             return
         if not self.secret_key or self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32:
@@ -120,15 +224,43 @@ class Settings:
             )
         if not self.polar_configured:
             raise ConfigError("POLAR_OAUTH_CLIENT_ID and POLAR_OAUTH_CLIENT_SECRET must be set in production")
+        for other in self.other_polar_environments:
+            if not other.configured:
+                raise ConfigError(
+                    f"POLAR_{other.environment.name}_OAUTH_CLIENT_SECRET must be set in production"
+                )
         if self.database_url.startswith("sqlite"):
             raise ConfigError("DATABASE_URL points at SQLite: use PostgreSQL in production")
         # Polar refuses non-https webhook URLs, and the OAuth callback carries the code.
         for name, url in (
             ("PUBLIC_BASE_URL", self.public_base_url),
             ("POLAR_OAUTH_REDIRECT_URI", self.polar_oauth_redirect_uri),
+            *(
+                (f"POLAR_{e.environment.name}_OAUTH_REDIRECT_URI", e.redirect_uri)
+                for e in self.other_polar_environments
+            ),
         ):
             if not url.startswith("https://"):
                 raise ConfigError(f"{name} must be an https:// URL in production, not {url!r}")
+
+
+def _environment_from_env(env: Mapping[str, str], environment: PolarEnvironment) -> PolarEndpoints | None:
+    """``POLAR_SANDBOX_OAUTH_CLIENT_ID`` and friends: the environment's own OAuth client (and, for
+    the local Polar, ``POLAR_SANDBOX_API_URL``/``_WEB_URL``). None when its client is not set."""
+    prefix = f"POLAR_{environment.name}_"
+    client_id = env.get(prefix + "OAUTH_CLIENT_ID", "")
+    if not client_id:
+        return None
+    api_url, web_url = POLAR_URLS[environment]
+    return PolarEndpoints(
+        environment=environment,
+        api_url=(env.get(prefix + "API_URL") or api_url).rstrip("/"),
+        web_url=(env.get(prefix + "WEB_URL") or web_url).rstrip("/"),
+        client_id=client_id,
+        client_secret=env.get(prefix + "OAUTH_CLIENT_SECRET", ""),
+        redirect_uri=env.get(prefix + "OAUTH_REDIRECT_URI")
+        or f"http://127.0.0.1:5000/polar/callback/{environment.value}",
+    )
 
 
 def _normalise_db_url(url: str) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from provisioning.errors import ConnectPolarError
 
-class VaultError(RuntimeError):
+
+class VaultError(ConnectPolarError):
     """A stored secret cannot be decrypted with any configured key."""
 
 

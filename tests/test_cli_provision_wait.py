@@ -12,7 +12,7 @@ from app import create_app
 from polar_emulator import EmulatorServer
 from provisioning.config import Settings
 from provisioning.db import Database
-from provisioning.tasks import provision
+from provisioning.runs.jobs import provision
 from tests.committed import connect_committed, platform_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,7 @@ def test_provision_wait_follows_the_run_to_its_end(
     assert lines[-1] == f"{lines[0].split()[0]} {lines[0].split()[1]} succeeded"
     steps = [line.split()[:2] for line in lines[1:-1]]
     assert [name for name, _ in steps] == [
+        "verify_account",
         "resolve_organization",
         "ensure_meters",
         "ensure_benefits",

@@ -19,9 +19,9 @@ from provisioning.config import Settings
 from provisioning.db import Database
 from provisioning.integrations.models import PolarIntegration
 from provisioning.integrations.service import access_token
-from provisioning.queue import enqueue_run
+from provisioning.runs.jobs import provision
+from provisioning.runs.queue import enqueue_run
 from provisioning.runs.service import create_run
-from provisioning.tasks import provision
 from tests.committed import connect_committed, platform_env
 
 ROOT = Path(__file__).resolve().parent.parent

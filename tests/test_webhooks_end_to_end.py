@@ -18,8 +18,8 @@ from provisioning.config import Settings
 from provisioning.db import Database
 from provisioning.integrations.models import PolarIntegration
 from provisioning.reconcile.webhook import WEBHOOK_EVENTS
-from provisioning.runs.service import status_snapshot
-from provisioning.tasks import provision
+from provisioning.runs.jobs import provision
+from provisioning.status import status_snapshot
 from provisioning.webhooks.models import PolarWebhookEvent
 from tests.committed import connect_committed, platform_env
 

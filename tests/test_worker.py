@@ -14,8 +14,8 @@ from polar_emulator import EmulatorServer
 from provisioning.config import Settings
 from provisioning.db import Database
 from provisioning.integrations.models import PolarIntegration
-from provisioning.queue import enqueue_run
 from provisioning.runs.models import ProvisioningRun
+from provisioning.runs.queue import enqueue_run
 from tests.committed import connect_committed, platform_env
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,15 +8,28 @@ from pathlib import Path
 import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
-from sqlalchemy import select
 
 from app.database import db_session, settings
-from provisioning.integrations.models import IntegrationStatus, PolarIntegration
-from provisioning.queue import enqueue_after_commit
-from provisioning.runs.models import ProvisioningRun, RunStatus
+from provisioning.catalog import CatalogError, load_catalog
+from provisioning.db import get_database
+from provisioning.errors import ConnectPolarError
+from provisioning.integrations.models import IntegrationStatus
+from provisioning.integrations.service import get_integration
+from provisioning.key_rotation import rotate_encryption
+from provisioning.reconcile.diff import plan_diff
+from provisioning.runs import repository as runs
+from provisioning.runs.models import RunStatus
+from provisioning.runs.queue import enqueue_after_commit
+from provisioning.runs.service import create_run
 
 plans_cli = AppGroup("plans", help="The plan catalog.")
-FINISHED = {RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value}
+FINISHED = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
+ENVIRONMENT = click.option(
+    "--environment",
+    type=click.Choice(["sandbox", "production"]),
+    default=None,
+    help="The workspace's Polar connection to use (default: POLAR_SERVER's, or its only one).",
+)
 
 
 @click.command("provision")
@@ -24,24 +37,25 @@ FINISHED = {RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELL
 @click.argument("workspace_id")
 @click.option("--wait", is_flag=True, help="Wait for the run to finish and print its outcome.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait with --wait.")
-def provision(workspace_id: str, wait: bool, timeout: float) -> None:
+@ENVIRONMENT
+def provision(workspace_id: str, wait: bool, timeout: float, environment: str | None) -> None:
     """Start a provisioning run for a connected workspace (trigger "cli")."""
-    from provisioning.runs.service import create_run
-
     db = db_session()
-    integration = db.scalar(select(PolarIntegration).where(PolarIntegration.workspace_id == workspace_id))
+    integration = get_integration(db, workspace_id, environment or settings().polar_server)
+    if integration is None and environment is None:
+        integration = get_integration(db, workspace_id)
     if integration is None or not integration.access_token:
         raise click.ClickException(f"workspace {workspace_id} has no Polar connection")
-    if integration.status == IntegrationStatus.AWAITING_ORGANIZATION.value:
+    if not settings().serves(integration.environment):
+        raise click.ClickException(
+            f"workspace {workspace_id}'s connection is to Polar's {integration.environment} environment, "
+            "which this deployment does not serve"
+        )
+    if integration.status == IntegrationStatus.AWAITING_ORGANIZATION:
         raise click.ClickException(
             f"workspace {workspace_id} waits for its owner to choose a Polar organization"
         )
-    active = db.scalar(
-        select(ProvisioningRun.id).where(
-            ProvisioningRun.integration_id == integration.id,
-            ProvisioningRun.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]),
-        )
-    )
+    active = runs.active_run_id(db, integration.id)
     if active is not None:
         raise click.ClickException(f"run {active} is already under way for workspace {workspace_id}")
     run = create_run(db, integration, trigger="cli")
@@ -57,7 +71,7 @@ def _wait_for(run_id: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         db.expire_all()
-        run = db.get(ProvisioningRun, run_id)
+        run = runs.get(db, run_id)
         assert run is not None
         if run.status in FINISHED:
             break
@@ -68,9 +82,9 @@ def _wait_for(run_id: str, timeout: float) -> None:
     for step in run.steps:
         duration = f"{step.duration_ms} ms" if step.duration_ms is not None else "-"
         click.echo(f"  {step.name:<28} {step.status:<10} {duration}{'  ' + step.error if step.error else ''}")
-    if run.status == RunStatus.FAILED.value:
+    if run.status == RunStatus.FAILED:
         raise click.ClickException(f"run {run_id} failed: {run.error or 'see its steps'}")
-    if run.status == RunStatus.CANCELLED.value:
+    if run.status == RunStatus.CANCELLED:
         raise click.ClickException(f"run {run_id} was cancelled: {run.error or 'see its steps'}")
     click.echo(f"run {run_id} succeeded")
 
@@ -79,8 +93,6 @@ def _wait_for(run_id: str, timeout: float) -> None:
 @click.argument("file", required=False, type=click.Path(path_type=Path))
 def plans_check(file: Path | None) -> None:
     """Validate a plan catalog (default: PLANS_FILE); exit 1 naming each error."""
-    from provisioning.catalog import CatalogError, load_catalog
-
     path = file or settings().plans_file
     try:
         catalog = load_catalog(path)
@@ -92,15 +104,13 @@ def plans_check(file: Path | None) -> None:
 
 @plans_cli.command("diff")
 @click.argument("workspace_id")
-def plans_diff(workspace_id: str) -> None:
+@ENVIRONMENT
+def plans_diff(workspace_id: str, environment: str | None) -> None:
     """Print what provisioning would create, change or archive in the workspace's organization."""
-    from provisioning.catalog import plan_diff
-    from provisioning.polar.errors import ProvisioningError
-
     db = db_session()
     try:
-        lines = plan_diff(db, settings(), workspace_id)
-    except ProvisioningError as exc:
+        lines = plan_diff(db, settings(), workspace_id, environment=environment)
+    except ConnectPolarError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         db.rollback()  # a dry run: nothing to keep
@@ -113,9 +123,6 @@ keys_cli = AppGroup("keys", help="The encryption keys of stored secrets.")
 @keys_cli.command("rotate")
 def keys_rotate() -> None:
     """Re-encrypt every stored token and webhook secret with the first POLAR_TOKEN_ENCRYPTION_KEY."""
-    from provisioning.db import get_database
-    from provisioning.integrations.rotation import rotate_encryption
-
     count = rotate_encryption(get_database(), settings())
     click.echo(
         f"re-encrypted the secrets of {count} integration(s) with the first key; once every process "

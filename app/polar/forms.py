@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import RadioField
-from wtforms.validators import DataRequired
+from wtforms import HiddenField, RadioField
+from wtforms.validators import DataRequired, Optional
 
 
 class ConnectForm(FlaskForm):
-    """Connect Polar: no fields but the CSRF token."""
+    """Connect Polar: the Polar environment (test mode: sandbox, live mode: production)."""
+
+    environment = HiddenField(validators=[Optional()])
 
 
 class DisconnectForm(FlaskForm):
-    """Disconnect: no fields but the CSRF token."""
+    """Disconnect one Polar environment."""
+
+    environment = HiddenField(validators=[Optional()])
 
 
 class OrganizationForm(FlaskForm):

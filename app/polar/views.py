@@ -1,5 +1,10 @@
-"""Connect Polar: the owner's page, its status JSON, the connect button, the OAuth callback,
-the organization chooser and disconnect."""
+"""Connect Polar: the owner's page, its status JSON, the connect button, the OAuth callbacks (one
+per Polar environment), the organization chooser and disconnect.
+
+A workspace has one connection per Polar environment: test mode (sandbox) and live mode
+(production). Every URL takes ``environment`` (query string or form field); without it, the
+deployment's default environment (POLAR_SERVER) is meant.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 from flask import (
     Blueprint,
     Flask,
+    abort,
     flash,
     jsonify,
     redirect,
@@ -17,18 +23,19 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from app.database import catalog, db_session, settings
 from app.polar.access import is_owner, member_access, owner_access
 from app.polar.forms import ConnectForm, DisconnectForm, OrganizationForm
+from provisioning.config import PolarEnvironment, Settings
 from provisioning.connect import service as connect_service
 from provisioning.connect.service import ConnectError
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
-from provisioning.queue import enqueue_after_commit
-from provisioning.runs.models import ProvisioningRun, RunStatus
-from provisioning.runs.service import status_snapshot
+from provisioning.integrations.service import get_integration
+from provisioning.runs import repository as runs
+from provisioning.runs.queue import enqueue_after_commit
+from provisioning.status import environments_overview, status_snapshot
 
 bp = Blueprint("polar", __name__, url_prefix="/workspaces/<workspace_id>/polar")
 
@@ -49,44 +56,66 @@ POLAR_ERRORS = {
 UNKNOWN_ERROR = "Polar did not complete the authorization. Start again from the billing page."
 
 
-def _integration(workspace_id: str) -> PolarIntegration | None:
-    return db_session().scalar(select(PolarIntegration).where(PolarIntegration.workspace_id == workspace_id))
+def _environment(value: str | None) -> PolarEnvironment:
+    """The environment a request names (default: the deployment's); 404 for anything else."""
+    if not value:
+        return settings().default_polar.environment
+    try:
+        return PolarEnvironment(value)
+    except ValueError:
+        abort(404)
 
 
 def _enqueue_pending_runs(integration: PolarIntegration) -> None:
     """Put the integration's not-yet-enqueued runs on the queue once the transaction commits."""
     db = db_session()
-    runs = db.scalars(
-        select(ProvisioningRun).where(
-            ProvisioningRun.integration_id == integration.id,
-            ProvisioningRun.status == RunStatus.QUEUED.value,
-            ProvisioningRun.enqueued_at.is_(None),
-        )
-    )
-    for run in runs:
-        enqueue_after_commit(db, run.id, settings().redis_url)
+    for run_id in runs.not_enqueued(db, integration.id):
+        enqueue_after_commit(db, run_id, settings().redis_url)
+
+
+def _page_url(workspace_id: str, environment: PolarEnvironment, endpoint: str = "polar.page") -> str:
+    """A page of the workspace's connection to ``environment``, named only when not the default."""
+    if environment == settings().default_polar.environment:
+        return url_for(endpoint, workspace_id=workspace_id)
+    return url_for(endpoint, workspace_id=workspace_id, environment=environment.value)
 
 
 @bp.get("")
 @login_required
-def page(workspace_id: str) -> str:
+def page(workspace_id: str) -> Response:
     access = member_access(workspace_id)
-    snapshot = status_snapshot(db_session(), workspace_id, catalog=catalog())
-    return render_template(
-        "polar/page.html",
-        access=access,
-        workspace=access.workspace,
-        snapshot=snapshot,
-        connect_form=ConnectForm(),
-        disconnect_form=DisconnectForm(),
+    environment = _environment(request.args.get("environment"))
+    db = db_session()
+    modes = environments_overview(db, settings(), workspace_id, catalog=catalog())
+    snapshot = next((m for m in modes if m["environment"] == environment), None)
+    if snapshot is None:
+        abort(404)
+    response = Response(
+        render_template(
+            "polar/page.html",
+            access=access,
+            workspace=access.workspace,
+            snapshot=snapshot,
+            environment=environment,
+            modes=modes,
+            both_modes=len(settings().polar_environments) > 1,
+            connect_form=ConnectForm(environment=environment.value),
+            disconnect_form=DisconnectForm(environment=environment.value),
+        )
     )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/status")
 @login_required
 def status(workspace_id: str) -> Response:
     member_access(workspace_id)
-    response = jsonify(status_snapshot(db_session(), workspace_id, catalog=catalog()))
+    environment = _environment(request.args.get("environment"))
+    snapshot = status_snapshot(
+        db_session(), workspace_id, environment=environment, catalog=catalog(), settings=settings()
+    )
+    response = jsonify(snapshot)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -95,23 +124,26 @@ def status(workspace_id: str) -> Response:
 @login_required
 def connect(workspace_id: str) -> Response:
     owner_access(workspace_id)
+    form = ConnectForm()
+    if not form.validate():
+        abort(400)
+    environment = _environment(form.environment.data)
     db = db_session()
     try:
         start = connect_service.begin_connect(
-            db, settings(), workspace_id=workspace_id, user_id=current_user.id
+            db, settings(), workspace_id=workspace_id, user_id=current_user.id, environment=environment
         )
     except ConnectError as exc:
         db.rollback()
         flash(str(exc), "error")
-        return redirect(url_for("polar.page", workspace_id=workspace_id), 303)
+        return redirect(_page_url(workspace_id, environment), 303)
     db.commit()
     session[NONCE_KEY] = start.nonce
     return redirect(start.authorize_url, 303)
 
 
-@login_required
-def callback() -> Response | tuple[str, int]:
-    """Polar's redirect back, at the path of POLAR_OAUTH_REDIRECT_URI."""
+def callback(environment: str) -> Response | tuple[str, int]:
+    """Polar's redirect back, at the path of the environment's redirect URI."""
     browser_nonce = session.pop(NONCE_KEY, None)
     error = request.args.get("error")
     if error:
@@ -135,6 +167,7 @@ def callback() -> Response | tuple[str, int]:
             code=code,
             user_id=current_user.id,
             browser_nonce=browser_nonce,
+            environment=environment,
             catalog=catalog(),
             may_connect=lambda workspace_id: is_owner(workspace_id, current_user.id),
         )
@@ -145,11 +178,12 @@ def callback() -> Response | tuple[str, int]:
         # only the consumed attempt, so the same state can never be replayed.
         db.commit()
         return _callback_page(error="connect_failed", description=str(exc)), 400
-    if integration.status == IntegrationStatus.AWAITING_ORGANIZATION.value:
+    chosen = PolarEnvironment(integration.environment)
+    if integration.status == IntegrationStatus.AWAITING_ORGANIZATION:
         flash("Polar is connected. Choose the organization to set up.", "info")
-        return redirect(url_for("polar.organization", workspace_id=integration.workspace_id), 303)
+        return redirect(_page_url(integration.workspace_id, chosen, "polar.organization"), 303)
     flash("Polar is connected. Setting up your billing now.", "success")
-    return redirect(url_for("polar.page", workspace_id=integration.workspace_id), 303)
+    return redirect(_page_url(integration.workspace_id, chosen), 303)
 
 
 def _callback_page(*, error: str, description: str, denied: bool = False) -> str:
@@ -160,14 +194,15 @@ def _callback_page(*, error: str, description: str, denied: bool = False) -> str
 @login_required
 def organization(workspace_id: str) -> str | Response:
     access = owner_access(workspace_id)
-    integration = _integration(workspace_id)
-    if integration is None or integration.status != IntegrationStatus.AWAITING_ORGANIZATION.value:
-        return redirect(url_for("polar.page", workspace_id=workspace_id), 303)
+    environment = _environment(request.args.get("environment"))
+    db = db_session()
+    integration = get_integration(db, workspace_id, environment)
+    if integration is None or integration.status != IntegrationStatus.AWAITING_ORGANIZATION:
+        return redirect(_page_url(workspace_id, environment), 303)
     organizations: list[dict[str, Any]] = list(integration.reachable_organizations or [])
     form = OrganizationForm()
     form.organization_id.choices = [(o["id"], o.get("name") or o["id"]) for o in organizations]
     if form.validate_on_submit():
-        db = db_session()
         try:
             run = connect_service.choose_organization(
                 db, integration, form.organization_id.data, current_user.id
@@ -175,11 +210,11 @@ def organization(workspace_id: str) -> str | Response:
         except ConnectError as exc:
             db.rollback()
             flash(str(exc), "error")
-            return redirect(url_for("polar.organization", workspace_id=workspace_id), 303)
+            return redirect(_page_url(workspace_id, environment, "polar.organization"), 303)
         enqueue_after_commit(db, run.id, settings().redis_url)
         db.commit()
         flash("Organization chosen. Setting up your billing now.", "success")
-        return redirect(url_for("polar.page", workspace_id=workspace_id), 303)
+        return redirect(_page_url(workspace_id, environment), 303)
     return render_template(
         "polar/organization.html", workspace=access.workspace, form=form, organizations=organizations
     )
@@ -189,15 +224,31 @@ def organization(workspace_id: str) -> str | Response:
 @login_required
 def disconnect(workspace_id: str) -> Response:
     owner_access(workspace_id)
+    form = DisconnectForm()
+    if not form.validate():
+        abort(400)
+    environment = _environment(form.environment.data)
     db = db_session()
-    if connect_service.disconnect(db, settings(), workspace_id, user_id=current_user.id):
+    if connect_service.disconnect(
+        db, settings(), workspace_id, environment=environment, user_id=current_user.id
+    ):
         db.commit()
         flash("Polar is disconnected.", "success")
     else:
         flash("Polar was not connected.", "info")
-    return redirect(url_for("polar.page", workspace_id=workspace_id), 303)
+    return redirect(_page_url(workspace_id, environment), 303)
 
 
-def init_app(app: Flask, callback_path: str) -> None:
+def init_app(app: Flask, config: Settings) -> None:
     app.register_blueprint(bp)
-    app.add_url_rule(callback_path, endpoint="polar_callback", view_func=callback, methods=["GET"])
+    view = login_required(callback)
+    for endpoints in config.polar_environments.values():
+        name = endpoints.environment.value
+        is_default = endpoints.environment == config.default_polar.environment
+        app.add_url_rule(
+            endpoints.callback_path,
+            endpoint="polar_callback" if is_default else f"polar_callback_{name}",
+            view_func=view,
+            methods=["GET"],
+            defaults={"environment": name},
+        )

@@ -14,13 +14,3 @@ __all__ = [
     "load_catalog",
     "parse_catalog",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # plan_diff reads Polar, so it lives with the reconcile steps; re-exported here lazily
-    # (an eager import would be circular).
-    if name == "plan_diff":
-        from provisioning.reconcile.diff import plan_diff
-
-        return plan_diff
-    raise AttributeError(name)

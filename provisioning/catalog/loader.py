@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioning.catalog.model import Benefit, Catalog, Meter, Plan, Price
+from provisioning.errors import ConnectPolarError
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 INTERVALS = ("day", "week", "month", "year")
@@ -19,7 +21,7 @@ PRICE_TYPES = ("fixed", "metered_unit")
 AGGREGATIONS = ("count", "sum", "max", "min", "avg", "unique")
 
 
-class CatalogError(ValueError):
+class CatalogError(ConnectPolarError, ValueError):
     """The catalog file is unusable; the message says where and what is wrong."""
 
 
@@ -37,7 +39,7 @@ def parse_catalog(text: str, *, source: str = "<catalog>") -> Catalog:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CatalogError(f"{source}: not valid TOML: {exc}") from exc
-    return build_catalog(data, source=source)
+    return dataclasses.replace(build_catalog(data, source=source), text=text)
 
 
 def build_catalog(data: dict[str, Any], *, source: str = "<catalog>") -> Catalog:
@@ -75,7 +77,9 @@ def canonical_content(catalog: Catalog) -> dict[str, Any]:
             return [plain(x) for x in obj]
         if hasattr(obj, "__dataclass_fields__"):
             return {
-                k: plain(getattr(obj, k)) for k in obj.__dataclass_fields__ if k not in ("revision", "source")
+                k: plain(getattr(obj, k))
+                for k in obj.__dataclass_fields__
+                if k not in ("revision", "source", "text")
             }
         return obj
 

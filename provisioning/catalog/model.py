@@ -60,6 +60,8 @@ class Catalog:
     meters: tuple[Meter, ...] = ()
     revision: str = ""
     source: str = field(default="", compare=False)
+    # The TOML it was parsed from, kept with the revision so a later run can provision it again.
+    text: str = field(default="", compare=False, repr=False)
 
     def plan(self, plan_id: str) -> Plan:
         for plan in self.plans:

@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from provisioning.db import Base, UTCDateTime, utcnow
+from provisioning.config import PolarEnvironment
+from provisioning.db import Base, UTCDateTime, enum_column_type, utcnow
 
 
 class PolarConnectAttempt(Base):
@@ -20,7 +21,7 @@ class PolarConnectAttempt(Base):
         String(36), ForeignKey("workspace.id", ondelete="CASCADE"), index=True
     )
     user_id: Mapped[str] = mapped_column(String(36), ForeignKey("users.id", ondelete="CASCADE"))
-    environment: Mapped[str] = mapped_column(String(16))
+    environment: Mapped[PolarEnvironment] = mapped_column(enum_column_type(PolarEnvironment, 16))
     code_verifier: Mapped[str] = mapped_column(Text)  # encrypted
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from provisioning.catalog import Catalog, load_catalog
-from provisioning.config import Settings
+from provisioning.config import EnvironmentNotServed, PolarEndpoints, PolarEnvironment, Settings
+from provisioning.connect import repository
 from provisioning.connect.models import PolarConnectAttempt
 from provisioning.connect.state import ConnectState, StateError, decode_state, encode_state
 from provisioning.db import utcnow
+from provisioning.errors import ConnectPolarError
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import (
     access_token,
@@ -33,8 +35,8 @@ from provisioning.integrations.tokens import current_refresh_token, lock_tokens_
 from provisioning.polar.client import PolarApi
 from provisioning.polar.errors import PolarOAuthError, ProvisioningError
 from provisioning.polar.oauth import PolarOAuth, TokenSet, s256_challenge
-from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
-from provisioning.runs.service import create_run
+from provisioning.runs.models import ProvisioningRun
+from provisioning.runs.service import cancel_active_runs, create_run
 from provisioning.vault import VaultError
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ UNAVAILABLE = (
 )
 
 
-class ConnectError(RuntimeError):
+class ConnectError(ConnectPolarError):
     """The callback cannot complete; the message is safe to show to the workspace owner."""
 
 
@@ -56,11 +58,29 @@ class ConnectStart:
     nonce: str  # keep it in the browser session; complete_connect wants it back
 
 
+def _endpoints(settings: Settings, environment: str | None) -> PolarEndpoints:
+    try:
+        return settings.polar(environment)
+    except EnvironmentNotServed:
+        raise ConnectError(f"This platform does not connect to Polar's {environment} environment") from None
+
+
 def begin_connect(
-    session: Session, settings: Settings, *, workspace_id: str, user_id: str, catalog: Catalog | None = None
+    session: Session,
+    settings: Settings,
+    *,
+    workspace_id: str,
+    user_id: str,
+    environment: str | None = None,
+    catalog: Catalog | None = None,
 ) -> ConnectStart:
-    if not settings.polar_configured:
-        log.error("Connect Polar is unavailable: POLAR_OAUTH_CLIENT_ID/POLAR_OAUTH_CLIENT_SECRET are not set")
+    """Start connecting the workspace to ``environment`` (default: POLAR_SERVER's)."""
+    endpoints = _endpoints(settings, environment)
+    if not endpoints.configured:
+        log.error(
+            "Connect Polar (%s) is unavailable: its OAuth client id or secret is not set",
+            endpoints.environment.value,
+        )
         raise ConnectError(UNAVAILABLE)
     try:
         vault = vault_for(settings)
@@ -71,28 +91,28 @@ def begin_connect(
     nonce = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)
     expires = utcnow() + ATTEMPT_TTL
-    session.add(
+    repository.add(
+        session,
         PolarConnectAttempt(
             nonce=nonce,
             workspace_id=workspace_id,
             user_id=user_id,
-            environment=settings.polar_server,
+            environment=endpoints.environment,
             code_verifier=vault.encrypt(verifier),
             expires_at=expires,
-        )
+        ),
     )
-    session.flush()
     state = encode_state(
         settings.secret_key,
         ConnectState(
             workspace_id=workspace_id,
             user_id=user_id,
-            environment=settings.polar_server,
+            environment=endpoints.environment.value,
             nonce=nonce,
             expires_at=int(expires.timestamp()),
         ),
     )
-    url = PolarOAuth(settings).authorization_url(state, s256_challenge(verifier), catalog.required_scopes())
+    url = PolarOAuth(endpoints).authorization_url(state, s256_challenge(verifier), catalog.required_scopes())
     return ConnectStart(authorize_url=url, nonce=nonce)
 
 
@@ -104,10 +124,15 @@ def complete_connect(
     code: str,
     user_id: str,
     browser_nonce: str | None,
+    environment: str | None = None,
     catalog: Catalog | None = None,
     may_connect: Callable[[str], bool] | None = None,
 ) -> PolarIntegration:
     """Verify the callback and store the connection; raises ConnectError with a message to show.
+
+    ``environment`` is the one whose callback path Polar redirected to (default: POLAR_SERVER's):
+    a state made for another environment is refused, so a code is only ever exchanged with the
+    server that issued it.
 
     ``may_connect(workspace_id)`` re-checks, at callback time, that the user may still connect
     the workspace (an owner demoted during the consent must not finish the connection).
@@ -132,14 +157,15 @@ def complete_connect(
         )
     if payload.user_id != user_id:
         raise ConnectError("This Polar authorization was started by another user; click Connect Polar again")
-    if payload.environment != settings.polar_server:
+    expected = environment or settings.polar_server
+    if payload.environment != expected or not settings.serves(payload.environment):
         raise ConnectError(
             "This Polar authorization was made for another Polar environment; click Connect Polar again"
         )
     if may_connect is not None and not may_connect(payload.workspace_id):
         raise ConnectError("Only the workspace's owners can connect Polar")
 
-    attempt = session.get(PolarConnectAttempt, payload.nonce, with_for_update=True)
+    attempt = repository.get_for_update(session, payload.nonce)
     if attempt is None or attempt.consumed_at is not None:
         raise ConnectError("This Polar authorization was already used; click Connect Polar again")
     if attempt.user_id != user_id or attempt.workspace_id != payload.workspace_id:
@@ -150,7 +176,8 @@ def complete_connect(
         raise ConnectError("The Polar authorization took too long and expired; click Connect Polar again")
 
     catalog = catalog or load_catalog(settings.plans_file)
-    oauth = PolarOAuth(settings)
+    endpoints = settings.polar(payload.environment)
+    oauth = PolarOAuth(endpoints)
     tokens: TokenSet | None = None
     nested = session.begin_nested()
     try:
@@ -161,12 +188,12 @@ def complete_connect(
             raise ConnectError(
                 f"Polar did not accept the authorization ({exc.error}); click Connect Polar again"
             ) from None
-        previous = _lock_existing_connection(session, settings, payload.workspace_id)
+        previous = _lock_existing_connection(session, settings, payload.workspace_id, endpoints.environment)
         integration = _store_connection(session, settings, oauth, tokens, payload, user_id, catalog)
         nested.commit()
         if previous and previous != tokens.refresh_token:
             # The old grant is replaced: revoke it at Polar once the new pair is committed.
-            _revoke_after_commit(session, settings, previous)
+            _revoke_after_commit(session, endpoints, previous)
         return integration
     except BaseException as exc:
         nested.rollback()
@@ -193,7 +220,8 @@ def _store_connection(
     catalog: Catalog,
 ) -> PolarIntegration:
     # Introspection and the organization list each need only the token: one round trip for both.
-    api = PolarApi(settings.polar_api_url, tokens.access_token)
+    environment = oauth.endpoints.environment
+    api = PolarApi(oauth.endpoints.api_url, tokens.access_token)
     with ThreadPoolExecutor(max_workers=1) as pool:
         orgs_future = pool.submit(_reachable_organizations, api)
         intro = oauth.introspect(tokens.access_token)
@@ -209,8 +237,7 @@ def _store_connection(
             + "); click Connect Polar again and allow them"
         )
 
-    integration = get_or_create_integration(session, payload.workspace_id, payload.environment)
-    integration.environment = payload.environment
+    integration = get_or_create_integration(session, payload.workspace_id, environment)
     integration.connected_by_user_id = user_id
     store_tokens(settings, integration, tokens)
     integration.scopes = " ".join(sorted(granted))
@@ -226,7 +253,7 @@ def _store_connection(
         current = next((o for o in orgs if o["id"] == integration.polar_org_id), None)
         if current is None:
             _forget_organization(integration)
-            integration.status = IntegrationStatus.AWAITING_ORGANIZATION.value
+            integration.status = IntegrationStatus.AWAITING_ORGANIZATION
             session.flush()
             return integration
         # Reconnecting to an organization we already provisioned: keep it.
@@ -234,9 +261,22 @@ def _store_connection(
     else:
         # No organization yet: the run's first step creates one named after the workspace.
         _forget_organization(integration)
-    integration.status = IntegrationStatus.PROVISIONING.value
-    create_run(session, integration, trigger="connect", user_id=user_id)
+    integration.status = IntegrationStatus.PROVISIONING
+    _create_first_run(session, integration, user_id)
     return integration
+
+
+def _create_first_run(
+    session: Session, integration: PolarIntegration, user_id: str | None
+) -> ProvisioningRun:
+    """The run a connect starts. Going live (a production connection never provisioned before,
+    beside a provisioned sandbox one) provisions the catalog revision the sandbox has: what the
+    owner tried in test mode is what goes live."""
+    revision = None
+    if integration.environment == PolarEnvironment.PRODUCTION and not integration.catalog_revision:
+        sandbox = get_integration(session, integration.workspace_id, PolarEnvironment.SANDBOX)
+        revision = sandbox.catalog_revision if sandbox is not None else None
+    return create_run(session, integration, trigger="connect", user_id=user_id, catalog_revision=revision)
 
 
 def _reachable_organizations(api: PolarApi) -> list[dict[str, Any]]:
@@ -268,7 +308,7 @@ def choose_organization(
     session: Session, integration: PolarIntegration, organization_id: str, user_id: str | None
 ) -> ProvisioningRun:
     """The owner picked one of the organizations the grant reaches; start provisioning it."""
-    if integration.status != IntegrationStatus.AWAITING_ORGANIZATION.value:
+    if integration.status != IntegrationStatus.AWAITING_ORGANIZATION:
         raise ConnectError("This workspace is not waiting for an organization choice")
     org = next((o for o in integration.reachable_organizations or [] if o.get("id") == organization_id), None)
     if org is None:
@@ -276,31 +316,40 @@ def choose_organization(
             "That organization is not reachable with this Polar connection; pick one from the list"
         )
     _set_organization(integration, org)
-    integration.status = IntegrationStatus.PROVISIONING.value
+    integration.status = IntegrationStatus.PROVISIONING
     integration.last_error = None
     session.flush()
-    return create_run(session, integration, trigger="connect", user_id=user_id)
+    return _create_first_run(session, integration, user_id)
 
 
 def disconnect(
-    session: Session, settings: Settings, workspace_id: str, *, user_id: str | None = None
+    session: Session,
+    settings: Settings,
+    workspace_id: str,
+    *,
+    environment: str | None = None,
+    user_id: str | None = None,
 ) -> bool:
     """Revoke the grant at Polar (best effort), forget the tokens and the webhook secret, and cancel
     the integration's queued and running provisioning runs. Returns False if not connected.
 
     Holds the integration's token lock until the caller's transaction ends, so no refresh can read
-    the pair being revoked or write a new one over the disconnect.
+    the pair being revoked or write a new one over the disconnect. A connection to an environment
+    the deployment no longer serves is forgotten here without a call: its tokens go nowhere else.
     """
-    integration = get_integration(session, workspace_id)
+    integration = get_integration(session, workspace_id, environment)
     if integration is None:
         return False
     lock_tokens_until_transaction_ends(session, settings, integration.id)
     # Under the lock: the pair as committed now (a refresh may have rotated it while we waited).
     token = current_refresh_token(session, settings, integration.id)
-    _delete_webhook_endpoint(settings, integration)
+    served = settings.serves(integration.environment)
+    if served:
+        _delete_webhook_endpoint(settings, integration)
     try:
-        if token:
-            PolarOAuth(settings).revoke(token, "refresh_token")  # revokes both halves at Polar
+        if token and served:
+            # Revoking the refresh token revokes both halves at Polar.
+            PolarOAuth(settings.polar(integration.environment)).revoke(token, "refresh_token")
     except Exception as exc:  # the owner must be able to disconnect even if Polar is down
         log.warning("revoking the Polar grant failed for workspace %s: %s", workspace_id, type(exc).__name__)
     # Lock the row (integration before runs, as the provision job does) and write.
@@ -311,7 +360,7 @@ def disconnect(
     integration.scopes = None
     integration.webhook_secret = None
     integration.webhook_endpoint_id = None
-    integration.status = IntegrationStatus.NOT_CONNECTED.value
+    integration.status = IntegrationStatus.NOT_CONNECTED
     integration.last_error = None
     session.flush()
     cancelled = cancel_active_runs(
@@ -329,7 +378,7 @@ def _delete_webhook_endpoint(settings: Settings, integration: PolarIntegration) 
     if not (integration.webhook_endpoint_id and integration.access_token):
         return
     try:
-        api = PolarApi(settings.polar_api_url, access_token(settings, integration))
+        api = PolarApi(settings.polar(integration.environment).api_url, access_token(settings, integration))
         api.write(
             api.sdk.webhooks.delete_webhook_endpoint,
             integration.webhook_endpoint_id,
@@ -342,40 +391,12 @@ def _delete_webhook_endpoint(settings: Settings, integration: PolarIntegration) 
         )
 
 
-def cancel_active_runs(session: Session, integration_id: str, reason: str) -> int:
-    """Mark the integration's queued and running runs cancelled (their jobs stop at the next step)."""
-    now = utcnow()
-    run_ids = list(
-        session.scalars(
-            update(ProvisioningRun)
-            .where(
-                ProvisioningRun.integration_id == integration_id,
-                ProvisioningRun.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]),
-            )
-            .values(status=RunStatus.CANCELLED.value, error=reason, finished_at=now)
-            .returning(ProvisioningRun.id)
-            .execution_options(synchronize_session=False)
-        )
-    )
-    if run_ids:
-        session.execute(
-            update(ProvisioningStep)
-            .where(
-                ProvisioningStep.run_id.in_(run_ids),
-                ProvisioningStep.status.in_([StepStatus.PENDING.value, StepStatus.RUNNING.value]),
-            )
-            .values(status=StepStatus.SKIPPED.value)
-            .execution_options(synchronize_session=False)
-        )
-        for run in session.scalars(select(ProvisioningRun).where(ProvisioningRun.id.in_(run_ids))):
-            session.expire(run)
-    return len(run_ids)
-
-
-def _lock_existing_connection(session: Session, settings: Settings, workspace_id: str) -> str | None:
+def _lock_existing_connection(
+    session: Session, settings: Settings, workspace_id: str, environment: PolarEnvironment
+) -> str | None:
     """On reconnect: take the token lock (held until the caller's transaction ends) and return the
     previous grant's refresh token as committed now, to revoke it once the new pair is stored."""
-    existing = get_integration(session, workspace_id)
+    existing = get_integration(session, workspace_id, environment)
     if existing is None:
         return None
     lock_tokens_until_transaction_ends(session, settings, existing.id)
@@ -387,17 +408,17 @@ def _lock_existing_connection(session: Session, settings: Settings, workspace_id
 _REVOKE_KEY = "connect_polar_revoke_after_commit"
 
 
-def _revoke_after_commit(session: Session, settings: Settings, refresh_token_: str) -> None:
-    session.info.setdefault(_REVOKE_KEY, []).append((settings, refresh_token_))
+def _revoke_after_commit(session: Session, endpoints: PolarEndpoints, refresh_token_: str) -> None:
+    session.info.setdefault(_REVOKE_KEY, []).append((endpoints, refresh_token_))
     if not event.contains(session, "after_commit", _revoke_pending):
         event.listen(session, "after_commit", _revoke_pending)
         event.listen(session, "after_soft_rollback", _drop_pending_revokes)
 
 
 def _revoke_pending(session: Session) -> None:
-    for settings, token in session.info.pop(_REVOKE_KEY, []):
+    for endpoints, token in session.info.pop(_REVOKE_KEY, []):
         try:
-            PolarOAuth(settings).revoke(token, "refresh_token")
+            PolarOAuth(endpoints).revoke(token, "refresh_token")
         except Exception as exc:  # quietly: the new connection works either way
             log.warning("could not revoke the previous Polar grant: %s", type(exc).__name__)
 
@@ -416,7 +437,4 @@ def _revoke_quietly(oauth: PolarOAuth, tokens: TokenSet) -> None:
 
 def purge_expired_attempts(session: Session, *, older_than: timedelta = timedelta(days=1)) -> int:
     """Delete connect attempts that expired over ``older_than`` ago (the worker's sweeper calls it)."""
-    result = session.execute(
-        delete(PolarConnectAttempt).where(PolarConnectAttempt.expires_at < utcnow() - older_than)
-    )
-    return result.rowcount or 0
+    return repository.purge_expired(session, older_than=older_than)

@@ -15,10 +15,12 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from provisioning.errors import ConnectPolarError
+
 STATE_INFO = b"connect-polar/oauth-state/v1"
 
 
-class StateError(ValueError):
+class StateError(ConnectPolarError, ValueError):
     """The state is not ours, was altered, or has expired."""
 
 

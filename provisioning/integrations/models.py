@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from provisioning.db import Base, UTCDateTime, utcnow
+from provisioning.config import PolarEnvironment
+from provisioning.db import Base, UTCDateTime, enum_column_type, utcnow
 from provisioning.ids import new_id
 
 
@@ -24,16 +25,23 @@ class IntegrationStatus(enum.StrEnum):
 
 
 class PolarIntegration(Base):
-    """One per workspace. Token columns hold MultiFernet ciphertext, never plaintext."""
+    """A workspace's connection to one Polar environment: at most one per (workspace, environment),
+    so test mode (sandbox) and live mode (production) live side by side. Token columns hold
+    MultiFernet ciphertext, never plaintext."""
 
     __tablename__ = "polar_integration"
+    __table_args__ = (UniqueConstraint("workspace_id", "environment"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     workspace_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("workspace.id", ondelete="CASCADE"), unique=True, index=True
+        String(36), ForeignKey("workspace.id", ondelete="CASCADE"), index=True
     )
-    environment: Mapped[str] = mapped_column(String(16), default="sandbox")
-    status: Mapped[str] = mapped_column(String(32), default=IntegrationStatus.NOT_CONNECTED.value)
+    environment: Mapped[PolarEnvironment] = mapped_column(
+        enum_column_type(PolarEnvironment, 16), default=PolarEnvironment.SANDBOX
+    )
+    status: Mapped[IntegrationStatus] = mapped_column(
+        enum_column_type(IntegrationStatus, 32), default=IntegrationStatus.NOT_CONNECTED
+    )
     connected_by_user_id: Mapped[str | None] = mapped_column(String(36))
 
     # Encrypted OAuth tokens

@@ -1,50 +1,38 @@
-"""Reading and writing a workspace's integration; tokens go in and out of the vault only here."""
+"""Reading and writing a workspace's connections; tokens go in and out of the vault only here."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, table
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import column
 
-from provisioning.config import Settings
+from provisioning.config import PolarEnvironment, Settings
 from provisioning.db import utcnow
-from provisioning.integrations.models import IntegrationStatus, PolarIntegration
+from provisioning.integrations import repository
+from provisioning.integrations.models import PolarIntegration
+from provisioning.polar.errors import ProvisioningError
 from provisioning.polar.oauth import TokenSet
 from provisioning.vault import Vault
-
-# The web layer owns ``workspace``; the domain only reads its name.
-workspace_table = table("workspace", column("id"), column("name"))
 
 
 def vault_for(settings: Settings) -> Vault:
     return Vault(settings.token_encryption_keys)
 
 
-def get_integration(session: Session, workspace_id: str) -> PolarIntegration | None:
-    return session.scalars(
-        select(PolarIntegration).where(PolarIntegration.workspace_id == workspace_id)
-    ).first()
+def get_integration(
+    session: Session, workspace_id: str, environment: str | None = None
+) -> PolarIntegration | None:
+    """The workspace's connection to ``environment`` (default: its only or first one)."""
+    return repository.for_workspace(session, workspace_id, environment)
 
 
-def get_or_create_integration(session: Session, workspace_id: str, environment: str) -> PolarIntegration:
-    integration = get_integration(session, workspace_id)
-    if integration is None:
-        integration = PolarIntegration(
-            workspace_id=workspace_id,
-            environment=environment,
-            status=IntegrationStatus.CONNECTING.value,
-            granted_organization_ids=[],
-            reachable_organizations=[],
-        )
-        session.add(integration)
-    return integration
+def get_or_create_integration(
+    session: Session, workspace_id: str, environment: PolarEnvironment
+) -> PolarIntegration:
+    integration = repository.for_workspace(session, workspace_id, environment)
+    return integration if integration is not None else repository.add(session, workspace_id, environment)
 
 
 def workspace_name(session: Session, workspace_id: str) -> str:
-    name = session.execute(
-        select(workspace_table.c.name).where(workspace_table.c.id == workspace_id)
-    ).scalar()
-    return str(name or "Workspace")
+    return repository.workspace_name(session, workspace_id)
 
 
 def store_tokens(settings: Settings, integration: PolarIntegration, tokens: TokenSet) -> None:
@@ -61,8 +49,6 @@ def store_tokens(settings: Settings, integration: PolarIntegration, tokens: Toke
 
 def access_token(settings: Settings, integration: PolarIntegration) -> str:
     if not integration.access_token:
-        from provisioning.polar.errors import ProvisioningError
-
         raise ProvisioningError(
             "Polar is not connected for this workspace; connect Polar", needs_reconnect=True
         )

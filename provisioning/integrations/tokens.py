@@ -19,13 +19,14 @@ from typing import Any
 
 import redis
 from redis.lock import Lock
-from sqlalchemy import event, select, update
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from provisioning.config import Settings
 from provisioning.db import get_database, utcnow
-from provisioning.integrations.models import IntegrationStatus, PolarIntegration
-from provisioning.integrations.service import vault_for
+from provisioning.integrations import repository
+from provisioning.integrations.models import PolarIntegration
+from provisioning.integrations.service import access_token, vault_for
 from provisioning.polar.errors import PolarOAuthError, ProvisioningError, TransientPolarError
 from provisioning.polar.oauth import PolarOAuth, TokenSet
 
@@ -123,7 +124,7 @@ def fresh_access_token(
     """
     vault = vault_for(settings)
     if not needs_refresh(integration):
-        return _access_token(settings, integration)
+        return access_token(settings, integration)
     conn = redis_conn or redis.Redis.from_url(settings.redis_url)
     lock = token_lock(conn, integration.id)
     if not lock.acquire():
@@ -132,13 +133,15 @@ def fresh_access_token(
         # Re-read under the lock: another worker may have refreshed, or the owner disconnected.
         session.refresh(integration, attribute_names=list(TOKEN_COLUMNS))
         if not needs_refresh(integration):
-            return _access_token(settings, integration)
+            return access_token(settings, integration)
         read_ciphertext = integration.refresh_token
         if not read_ciphertext:
             _needs_reconnect(session, integration, None, "the Polar connection has no refresh token")
         assert read_ciphertext is not None
         try:
-            tokens = PolarOAuth(settings).refresh(vault.decrypt(read_ciphertext))
+            tokens = PolarOAuth(settings.polar(integration.environment)).refresh(
+                vault.decrypt(read_ciphertext)
+            )
         except PolarOAuthError as exc:
             if exc.error == "invalid_grant":
                 _needs_reconnect(
@@ -160,7 +163,7 @@ def fresh_access_token(
                 ) from None
             raise ProvisioningError(f"Polar refused to refresh the access token ({exc.error})") from None
         if not _store_refreshed(settings, integration.id, read_ciphertext, tokens):
-            _revoke_quietly(settings, tokens)
+            _revoke_quietly(settings, integration, tokens)
             session.refresh(integration, attribute_names=list(TOKEN_COLUMNS))
             raise TransientPolarError(
                 "the Polar connection changed while its token was refreshed; will retry"
@@ -173,32 +176,19 @@ def fresh_access_token(
             lock.release()
 
 
-def _access_token(settings: Settings, integration: PolarIntegration) -> str:
-    from provisioning.integrations.service import access_token
-
-    return access_token(settings, integration)
-
-
 def _store_refreshed(settings: Settings, integration_id: str, read_ciphertext: str, tokens: TokenSet) -> bool:
     """Write the new pair, only over the refresh token it replaces. Its own transaction."""
     vault = vault_for(settings)
     values: dict[str, Any] = {
         "access_token": vault.encrypt(tokens.access_token),
         "token_expires_at": tokens.expires_at,
-        "updated_at": utcnow(),
     }
     if tokens.refresh_token:  # Polar rotates; keep the old one only if none was returned
         values["refresh_token"] = vault.encrypt(tokens.refresh_token)
     if tokens.scope:
         values["scopes"] = tokens.scope
     with get_database().transaction() as tx:
-        result = tx.execute(
-            update(PolarIntegration)
-            .where(PolarIntegration.id == integration_id, PolarIntegration.refresh_token == read_ciphertext)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount)
+        return repository.replace_tokens_if_unchanged(tx, integration_id, read_ciphertext, values)
 
 
 def _needs_reconnect(
@@ -207,34 +197,22 @@ def _needs_reconnect(
     """Mark the integration needs_reconnect (its own transaction, only if the pair is still the one
     that failed) and raise."""
     message = f"{why}: reconnect Polar from the billing page"
-    condition = (
-        PolarIntegration.refresh_token.is_(None)
-        if read_ciphertext is None
-        else PolarIntegration.refresh_token == read_ciphertext
-    )
     with get_database().transaction() as tx:
-        tx.execute(
-            update(PolarIntegration)
-            .where(
-                PolarIntegration.id == integration.id, PolarIntegration.access_token.is_not(None), condition
-            )
-            .values(status=IntegrationStatus.NEEDS_RECONNECT.value, last_error=message, updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+        repository.mark_needs_reconnect_if_unchanged(tx, integration.id, read_ciphertext, message)
     session.refresh(integration, attribute_names=list(TOKEN_COLUMNS))
     raise ProvisioningError(message, needs_reconnect=True)
 
 
-def _revoke_quietly(settings: Settings, tokens: TokenSet) -> None:
+def _revoke_quietly(settings: Settings, integration: PolarIntegration, tokens: TokenSet) -> None:
     try:
-        PolarOAuth(settings).revoke(tokens.refresh_token or tokens.access_token)
+        PolarOAuth(settings.polar(integration.environment)).revoke(
+            tokens.refresh_token or tokens.access_token
+        )
     except Exception as exc:
         log.warning("could not revoke an orphaned Polar token pair: %s", type(exc).__name__)
 
 
 def current_refresh_token(session: Session, settings: Settings, integration_id: str) -> str | None:
     """The integration's refresh token as committed now (read it under the token lock)."""
-    ciphertext = session.execute(
-        select(PolarIntegration.refresh_token).where(PolarIntegration.id == integration_id)
-    ).scalar()
+    ciphertext = repository.refresh_token_ciphertext(session, integration_id)
     return vault_for(settings).decrypt(ciphertext) if ciphertext else None

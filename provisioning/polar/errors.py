@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from provisioning.errors import ConnectPolarError
 
-class ProvisioningError(RuntimeError):
+
+class ProvisioningError(ConnectPolarError):
     """Polar refused a call in a way retrying will not fix; the message says what to do."""
 
     retryable = False
@@ -20,7 +22,7 @@ class TransientPolarError(ProvisioningError):
     retryable = True
 
 
-class PolarOAuthError(RuntimeError):
+class PolarOAuthError(ConnectPolarError):
     """The token endpoint answered with an OAuth error; ``error`` is its code (e.g. ``invalid_grant``)."""
 
     def __init__(self, error: str, description: str | None = None, *, status: int | None = None) -> None:

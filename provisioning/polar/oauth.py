@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import httpx
 from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 
-from provisioning.config import Settings
+from provisioning.config import PolarEndpoints
 from provisioning.db import utcnow
 from provisioning.polar.errors import PolarOAuthError, TransientPolarError
 
@@ -48,34 +48,36 @@ def s256_challenge(verifier: str) -> str:
 
 
 class PolarOAuth:
-    def __init__(self, settings: Settings, *, timeout: float = 10.0) -> None:
-        self.settings = settings
+    """The token endpoints of one Polar environment, with that environment's own OAuth client."""
+
+    def __init__(self, endpoints: PolarEndpoints, *, timeout: float = 10.0) -> None:
+        self.endpoints = endpoints
         self.timeout = timeout
-        self.token_url = f"{settings.polar_api_url}/v1/oauth2/token"
-        self.introspect_url = f"{settings.polar_api_url}/v1/oauth2/introspect"
-        self.revoke_url = f"{settings.polar_api_url}/v1/oauth2/revoke"
+        self.token_url = f"{endpoints.api_url}/v1/oauth2/token"
+        self.introspect_url = f"{endpoints.api_url}/v1/oauth2/introspect"
+        self.revoke_url = f"{endpoints.api_url}/v1/oauth2/revoke"
 
     def _client(self) -> OAuth2Client:
         return OAuth2Client(
-            client_id=self.settings.polar_oauth_client_id,
-            client_secret=self.settings.polar_oauth_client_secret,
+            client_id=self.endpoints.client_id,
+            client_secret=self.endpoints.client_secret,
             token_endpoint_auth_method="client_secret_post",
             revocation_endpoint_auth_method="client_secret_post",
-            redirect_uri=self.settings.polar_oauth_redirect_uri,
+            redirect_uri=self.endpoints.redirect_uri,
             timeout=self.timeout,
         )
 
     def authorization_url(self, state: str, code_challenge: str, scopes: list[str]) -> str:
         query = {
             "response_type": "code",
-            "client_id": self.settings.polar_oauth_client_id,
-            "redirect_uri": self.settings.polar_oauth_redirect_uri,
+            "client_id": self.endpoints.client_id,
+            "redirect_uri": self.endpoints.redirect_uri,
             "scope": " ".join(scopes),
             "state": state,
             "code_challenge": code_challenge,
             "code_challenge_method": "S256",
         }
-        return f"{self.settings.polar_web_url}/oauth2/authorize?{urlencode(query)}"
+        return f"{self.endpoints.web_url}/oauth2/authorize?{urlencode(query)}"
 
     def exchange_code(self, code: str, code_verifier: str) -> TokenSet:
         with self._client() as client:

@@ -14,18 +14,22 @@ from provisioning.polar.errors import ProvisioningError
 from provisioning.reconcile import benefits, meters, products, webhook
 from provisioning.reconcile.context import Change, RunContext
 from provisioning.reconcile.organization import organization_slug
+from provisioning.webhooks.urls import webhook_url
 
 
 def plan_changes(
-    session: Session, settings: Settings, workspace_id: str, *, catalog: Catalog | None = None
+    session: Session,
+    settings: Settings,
+    workspace_id: str,
+    *,
+    environment: str | None = None,
+    catalog: Catalog | None = None,
 ) -> list[Change]:
     """The writes a provisioning run would make now, in run order."""
     catalog = catalog or load_catalog(settings.plans_file)
-    integration = get_integration(session, workspace_id)
+    integration = get_integration(session, workspace_id, environment)
     if integration is None or not integration.access_token:
         raise ProvisioningError("Polar is not connected for this workspace; connect Polar first")
-    from provisioning.tasks import webhook_url
-
     url = webhook_url(settings, integration)
     if not integration.polar_org_id:
         slug = organization_slug(workspace_name(session, workspace_id), workspace_id)
@@ -36,7 +40,7 @@ def plan_changes(
         changes.append(webhook.ENDPOINT.create_change(url))
         return changes
 
-    api = PolarApi(settings.polar_api_url, access_token(settings, integration))
+    api = PolarApi(settings.polar(integration.environment).api_url, access_token(settings, integration))
     with ThreadPoolExecutor(4) as executor:
         ctx = RunContext(
             api=api,
@@ -59,7 +63,13 @@ def plan_changes(
 
 
 def plan_diff(
-    session: Session, settings: Settings, workspace_id: str, *, catalog: Catalog | None = None
+    session: Session,
+    settings: Settings,
+    workspace_id: str,
+    *,
+    environment: str | None = None,
+    catalog: Catalog | None = None,
 ) -> list[str]:
     """One line per change provisioning would make; an empty list means up to date."""
-    return [c.summary for c in plan_changes(session, settings, workspace_id, catalog=catalog)]
+    changes = plan_changes(session, settings, workspace_id, environment=environment, catalog=catalog)
+    return [c.summary for c in changes]

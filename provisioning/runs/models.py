@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from provisioning.db import Base, UTCDateTime, utcnow
+from provisioning.db import Base, UTCDateTime, enum_column_type, utcnow
 from provisioning.ids import new_id
 
 
@@ -36,9 +36,13 @@ class ProvisioningRun(Base):
     integration_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("polar_integration.id", ondelete="CASCADE"), index=True
     )
-    status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED.value, index=True)
+    status: Mapped[RunStatus] = mapped_column(
+        enum_column_type(RunStatus, 16), default=RunStatus.QUEUED, index=True
+    )
     trigger: Mapped[str] = mapped_column(String(32), default="connect")  # connect | admin | cli | reconcile
     requested_by_user_id: Mapped[str | None] = mapped_column(String(36))
+    # The catalog revision the run provisions: pinned when it is created ("Go live" provisions the
+    # sandbox's revision), else the running catalog's, recorded when the run starts.
     catalog_revision: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Outbox: set once the job is on the queue; a sweeper enqueues runs still unset.
@@ -65,7 +69,7 @@ class ProvisioningStep(Base):
     )
     name: Mapped[str] = mapped_column(String(64))
     position: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default=StepStatus.PENDING.value)
+    status: Mapped[StepStatus] = mapped_column(enum_column_type(StepStatus, 16), default=StepStatus.PENDING)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     duration_ms: Mapped[int | None] = mapped_column(Integer)

@@ -19,22 +19,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from provisioning.config import Settings
-from provisioning.integrations.models import IntegrationStatus, PolarIntegration
+from provisioning.errors import ConnectPolarError
+from provisioning.integrations.models import IntegrationStatus
 from provisioning.integrations.service import vault_for
+from provisioning.webhooks import repository
 from provisioning.webhooks.models import PolarWebhookEvent
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 
 
-class WebhookRejected(Exception):
+class WebhookRejected(ConnectPolarError):
     """The delivery is refused; ``status`` is the HTTP status to answer, the message says why."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -53,10 +53,10 @@ def receive(
     session: Session, settings: Settings, *, path_token: str, body: bytes, headers: Mapping[str, str]
 ) -> Receipt:
     """Verify and record a delivery (flushes; the caller commits). Raises WebhookRejected."""
-    integration = _integration_for(session, path_token)
+    integration = repository.integration_by_path_token(session, path_token)
     if integration is None:
         raise WebhookRejected(404, "no webhook endpoint here")
-    if integration.status == IntegrationStatus.NOT_CONNECTED.value:
+    if integration.status == IntegrationStatus.NOT_CONNECTED:
         raise WebhookRejected(410, "this workspace disconnected Polar")
     if not integration.webhook_secret:
         # Polar starts delivering as soon as it created the endpoint, before the run stored its
@@ -72,31 +72,15 @@ def receive(
     event_type = str(payload.get("type") or "unknown")[:64]
 
     webhook_id = lowered["webhook-id"]
-    existing = session.scalar(
-        select(PolarWebhookEvent.id).where(
-            PolarWebhookEvent.integration_id == integration.id, PolarWebhookEvent.webhook_id == webhook_id
-        )
-    )
-    if existing is not None:
+    if repository.event_exists(session, integration.id, webhook_id):
         return Receipt(event_type, webhook_id, duplicate=True)
-    try:
-        with session.begin_nested():
-            session.add(
-                PolarWebhookEvent(
-                    integration_id=integration.id,
-                    webhook_id=webhook_id,
-                    event_type=event_type,
-                    payload=payload,
-                )
-            )
-    except IntegrityError:  # the same delivery, recorded by a concurrent request
+    event = PolarWebhookEvent(
+        integration_id=integration.id, webhook_id=webhook_id, event_type=event_type, payload=payload
+    )
+    if not repository.add_event(session, event):  # the same delivery, recorded by a concurrent request
         return Receipt(event_type, webhook_id, duplicate=True)
     log.info("webhook %s (%s) received for integration %s", webhook_id, event_type, integration.id)
     return Receipt(event_type, webhook_id, duplicate=False)
-
-
-def _integration_for(session: Session, path_token: str) -> PolarIntegration | None:
-    return session.scalar(select(PolarIntegration).where(PolarIntegration.webhook_path_token == path_token))
 
 
 def _verified(body: bytes, headers: Mapping[str, str], secret: str) -> bool:

@@ -10,12 +10,12 @@ import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
+from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI
 from sqlalchemy.orm import Session
 
 from app import create_app
 from app.accounts import service
 from app.accounts.models import Role, User, Workspace
-from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI
 from provisioning.config import Settings
 from provisioning.db import Database
 

@@ -90,7 +90,7 @@ def live_connect(database: Database, settings: Settings, name: str = "Live Works
 def active(settings: Settings, token: str) -> bool:
     from provisioning.polar.oauth import PolarOAuth
 
-    return PolarOAuth(settings).introspect(token).active
+    return PolarOAuth(settings.polar()).introspect(token).active
 
 
 def wait_for_fault_hit(control: httpx.Client, path: str, hits: int = 1, timeout: float = 30.0) -> None:

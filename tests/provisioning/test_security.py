@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from provisioning.db import utcnow
 from provisioning.integrations.service import access_token, refresh_token
 from provisioning.polar.oauth import PolarOAuth
+from provisioning.runs.jobs import provision
 from provisioning.runs.service import create_run
-from provisioning.tasks import provision
 
 SERVER_SIDE = (
     "polar_emulator",
@@ -73,13 +73,13 @@ def test_expiring_token_is_refreshed_before_provisioning(session, settings, conn
     session.expire_all()
     assert access_token(settings, integration) != old
     assert integration.token_expires_at > utcnow() + timedelta(minutes=30)
-    assert PolarOAuth(settings).introspect(old).active is False  # rotation killed the old pair
+    assert PolarOAuth(settings.polar()).introspect(old).active is False  # rotation killed the old pair
 
 
 def test_invalid_grant_on_refresh_means_reconnect(session, settings, connect):
     connected = connect()
     integration = connected.integration
-    PolarOAuth(settings).revoke(refresh_token(settings, integration))
+    PolarOAuth(settings.polar()).revoke(refresh_token(settings, integration))
     integration.token_expires_at = utcnow() + timedelta(minutes=1)
     session.commit()
 

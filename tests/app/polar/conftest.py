@@ -9,13 +9,13 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from flask.testing import FlaskClient
+from polar_emulator.config import DEMO_USER_EMAIL
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
-from polar_emulator.config import DEMO_USER_EMAIL
 from provisioning.config import Settings
-from provisioning.queue import QUEUE_NAME
+from provisioning.runs.queue import QUEUE_NAME
 from tests.app.conftest import csrf_token
 
 

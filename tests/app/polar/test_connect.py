@@ -7,12 +7,12 @@ import re
 import httpx
 from flask import Flask
 from flask.testing import FlaskClient
+from polar_emulator.config import DEMO_CLIENT_ID, DEMO_REDIRECT_URI, MULTI_ORG_USER_EMAIL
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.accounts import service
 from app.accounts.models import Workspace
-from polar_emulator.config import DEMO_CLIENT_ID, DEMO_REDIRECT_URI, MULTI_ORG_USER_EMAIL
 from provisioning.config import Settings
 from provisioning.db import Database
 from provisioning.integrations.models import PolarIntegration

@@ -17,8 +17,9 @@ from provisioning.connect.service import (
 )
 from provisioning.connect.state import ConnectState, decode_state, encode_state
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
+from provisioning.runs.jobs import provision
 from provisioning.runs.models import ProvisioningRun
-from provisioning.tasks import provision
+from provisioning.runs.saga import STEP_NAMES
 from tests.provisioning.conftest import consent
 
 
@@ -48,7 +49,7 @@ def test_one_organization_connects_and_queues_a_run(session, settings, connect):
     assert integration.status == IntegrationStatus.PROVISIONING.value
     assert integration.polar_org_slug == "demo-org"
     assert connected.run is not None and connected.run.status == "queued"
-    assert [s.status for s in connected.run.steps] == ["pending"] * 6
+    assert [s.status for s in connected.run.steps] == ["pending"] * len(STEP_NAMES)
     assert "webhooks:write" in integration.scopes
     assert integration.token_expires_at is not None
 
@@ -197,7 +198,7 @@ def test_disconnect_revokes_and_forgets_tokens(session, settings, connect):
     integration = connected.integration
     assert integration.access_token is None and integration.refresh_token is None
     assert integration.status == IntegrationStatus.NOT_CONNECTED.value
-    assert PolarOAuth(settings).introspect(token).active is False
+    assert PolarOAuth(settings.polar()).introspect(token).active is False
 
 
 def test_disconnect_deletes_our_webhook_endpoint_and_keeps_the_products(session, settings, connect, emulator):

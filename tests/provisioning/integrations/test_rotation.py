@@ -8,8 +8,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from provisioning.integrations.models import PolarIntegration
-from provisioning.integrations.rotation import rotate_encryption
-from provisioning.tasks import provision
+from provisioning.key_rotation import rotate_encryption
+from provisioning.runs.jobs import provision
 from provisioning.vault import Vault, VaultError
 
 

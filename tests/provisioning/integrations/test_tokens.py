@@ -40,7 +40,7 @@ def _expire_soon(live) -> None:
 def _rotate_as_a_refresh_would(live) -> tuple[str, str]:
     """What a refresh holding the lock does: rotate at Polar and commit the new pair."""
     _, old_refresh = live.tokens()
-    tokens = PolarOAuth(live.settings).refresh(old_refresh)
+    tokens = PolarOAuth(live.settings.polar()).refresh(old_refresh)
     with live.database.transaction() as s:
         store_tokens(live.settings, s.get(PolarIntegration, live.integration_id), tokens)
     return tokens.access_token, tokens.refresh_token

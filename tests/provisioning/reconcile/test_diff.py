@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from provisioning.catalog import plan_diff
 from provisioning.config import DEFAULT_PLANS_FILE
+from provisioning.reconcile.diff import plan_diff
+from provisioning.runs.jobs import provision
 from provisioning.runs.service import create_run
-from provisioning.tasks import provision
 from tests.provisioning.conftest import writes
 
 

@@ -12,10 +12,10 @@ from sqlalchemy import update
 from provisioning.connect.service import disconnect
 from provisioning.integrations.models import IntegrationStatus
 from provisioning.runs import lock as saga_locks
+from provisioning.runs.jobs import provision
 from provisioning.runs.lock import IntegrationBusy, saga_lock_name
 from provisioning.runs.models import ProvisioningRun, RunStatus, StepStatus
 from provisioning.runs.service import create_run
-from provisioning.tasks import provision
 from tests.provisioning.conftest import writes
 from tests.provisioning.live import live_connect, wait_for_fault_hit
 

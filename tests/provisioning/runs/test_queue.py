@@ -9,8 +9,9 @@ from rq import SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from provisioning.queue import connect, enqueue_after_commit, enqueue_pending, get_queue, job_id
 from provisioning.runs.models import ProvisioningRun
+from provisioning.runs.periodic import enqueue_pending
+from provisioning.runs.queue import connect, enqueue_after_commit, get_queue, job_id
 from provisioning.runs.service import create_run
 
 BAD_REDIS = "redis://127.0.0.1:1/0"

@@ -9,9 +9,11 @@ from provisioning.catalog import load_catalog
 from provisioning.catalog.desired import BENEFIT_KEY, METER_KEY, PLAN_KEY, WORKSPACE_KEY
 from provisioning.integrations.models import IntegrationStatus, PolarProductMapping
 from provisioning.reconcile.webhook import WEBHOOK_EVENTS
+from provisioning.runs.jobs import provision
 from provisioning.runs.models import ProvisioningRun, RunStatus, StepStatus
-from provisioning.runs.service import STEP_NAMES, create_run, status_snapshot
-from provisioning.tasks import provision
+from provisioning.runs.saga import STEP_NAMES
+from provisioning.runs.service import create_run
+from provisioning.status import status_snapshot
 from tests.provisioning.conftest import writes
 
 
@@ -95,8 +97,8 @@ def test_second_run_makes_no_write_call(session, settings, connect, control):
     assert result["status"] == "succeeded"
     assert writes(control) == []
     assert result["api_calls"]["write"] == 0
-    # one list call per resource (all < 100 items), nothing else
-    assert result["api_calls"]["read"] == 4
+    # the account check and one list call per resource (all < 100 items), nothing else
+    assert result["api_calls"]["read"] == 5
 
 
 def _product_count(control, settings, integration) -> int:
@@ -155,7 +157,7 @@ def test_missing_scope_fails_the_run_with_an_actionable_message(session, setting
     narrow = " ".join(s for s in load_catalog(settings.plans_file).required_scopes() if s != "webhooks:write")
     code, _ = consent(start.authorize_url, scope=narrow)
     verifier = vault_for(settings).decrypt(session.get(PolarConnectAttempt, start.nonce).code_verifier)
-    store_tokens(settings, connected.integration, PolarOAuth(settings).exchange_code(code, verifier))
+    store_tokens(settings, connected.integration, PolarOAuth(settings.polar()).exchange_code(code, verifier))
     session.commit()
 
     result = provision(connected.run.id, settings)

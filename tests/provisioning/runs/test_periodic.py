@@ -11,18 +11,10 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import update
 
 from provisioning.db import get_database, utcnow
-from provisioning.queue import (
-    INTERRUPTED,
-    REAP_AFTER,
-    connect,
-    enqueue_pending,
-    enqueue_run,
-    get_queue,
-    job_id,
-    mark_enqueued,
-)
 from provisioning.runs.models import ProvisioningRun, RunStatus
-from tests.provisioning.test_queue import worker_env  # noqa: F401  (fixture)
+from provisioning.runs.periodic import INTERRUPTED, REAP_AFTER, enqueue_pending
+from provisioning.runs.queue import connect, enqueue_run, get_queue, job_id, mark_enqueued
+from tests.provisioning.runs.test_queue import worker_env  # noqa: F401  (fixture)
 
 
 def _set(session, run_id: str, **values) -> None:
@@ -143,18 +135,22 @@ def test_an_unexpected_error_with_retries_left_requeues_the_run_instead_of_faili
 ):
     """A bug in a step: RQ retries the job, so the run goes back to queued (not failed), and the
     ledger records the real error, not a PendingRollbackError from a failed flush."""
-    from provisioning import tasks
+    from provisioning.config import Settings
     from provisioning.integrations.models import PolarProductMapping
+    from provisioning.runs import execution, jobs, saga
 
-    def broken_save(self, product_ids):
+    def broken_save(run_saga, record):
         # Two mappings for one plan: the flush raises IntegrityError, leaving the session unusable.
         for _ in range(2):
-            self.session.add(
-                PolarProductMapping(integration_id=self.integration.id, plan_id="dup", polar_product_id="x")
+            run_saga.session.add(
+                PolarProductMapping(
+                    integration_id=run_saga.integration.id, plan_id="dup", polar_product_id="x"
+                )
             )
-        self.session.flush()
+        run_saga.session.flush()
 
-    monkeypatch.setattr(tasks._Provisioner, "_save_mappings", broken_save)
+    steps = tuple((name, broken_save if name == "save_mappings" else fn) for name, fn in saga.STEPS)
+    monkeypatch.setattr(execution, "STEPS", steps)
     connected = connect()
     run_id = connected.run.id
     conn = connect_redis(redis_url)
@@ -174,11 +170,11 @@ def test_an_unexpected_error_with_retries_left_requeues_the_run_instead_of_faili
     assert connected.integration.status == "provisioning"
 
     # The last attempt fails the run for good (and the job, with its traceback).
-    monkeypatch.setattr(tasks, "_retries_left", lambda: False)
+    monkeypatch.setattr(execution, "_retries_left", lambda: False)
     import pytest
 
     with pytest.raises(Exception, match="IntegrityError|UNIQUE|unique"):
-        tasks.provision(run_id, tasks.Settings.from_env())
+        jobs.provision(run_id, Settings.from_env())
     session.expire_all()
     run = session.get(ProvisioningRun, run_id)
     assert run.status == RunStatus.FAILED.value and "IntegrityError" in run.error

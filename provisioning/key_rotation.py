@@ -7,12 +7,10 @@ a refresh running meanwhile never finds its refresh token's ciphertext changed u
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from provisioning.config import Settings
-from provisioning.connect.models import PolarConnectAttempt
+from provisioning.connect import repository as attempts
 from provisioning.db import Database
-from provisioning.integrations.models import PolarIntegration
+from provisioning.integrations import repository
 from provisioning.integrations.service import vault_for
 from provisioning.integrations.tokens import lock_tokens_until_transaction_ends
 
@@ -23,11 +21,11 @@ def rotate_encryption(database: Database, settings: Settings) -> int:
     """Returns how many integrations were re-encrypted."""
     vault = vault_for(settings)
     with database.transaction() as session:
-        integration_ids = list(session.scalars(select(PolarIntegration.id)))
+        integration_ids = repository.ids(session)
     for integration_id in integration_ids:
         with database.transaction() as session:
             lock_tokens_until_transaction_ends(session, settings, integration_id)
-            integration = session.get(PolarIntegration, integration_id, with_for_update=True)
+            integration = repository.get(session, integration_id, lock=True)
             if integration is None:
                 continue
             for name in SECRET_COLUMNS:
@@ -35,9 +33,6 @@ def rotate_encryption(database: Database, settings: Settings) -> int:
                 if value:
                     setattr(integration, name, vault.rotate(value))
     with database.transaction() as session:
-        pending = session.scalars(
-            select(PolarConnectAttempt).where(PolarConnectAttempt.consumed_at.is_(None))
-        )
-        for attempt in pending:
+        for attempt in attempts.unconsumed(session):
             attempt.code_verifier = vault.rotate(attempt.code_verifier)
     return len(integration_ids)

@@ -1,0 +1,33 @@
+"""Queries on ``polar_connect_attempt``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from provisioning.connect.models import PolarConnectAttempt
+from provisioning.db import utcnow
+
+
+def add(session: Session, attempt: PolarConnectAttempt) -> PolarConnectAttempt:
+    session.add(attempt)
+    session.flush()
+    return attempt
+
+
+def get_for_update(session: Session, nonce: str) -> PolarConnectAttempt | None:
+    return session.get(PolarConnectAttempt, nonce, with_for_update=True)
+
+
+def unconsumed(session: Session) -> Sequence[PolarConnectAttempt]:
+    return session.scalars(select(PolarConnectAttempt).where(PolarConnectAttempt.consumed_at.is_(None))).all()
+
+
+def purge_expired(session: Session, *, older_than: timedelta) -> int:
+    result = session.execute(
+        delete(PolarConnectAttempt).where(PolarConnectAttempt.expires_at < utcnow() - older_than)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

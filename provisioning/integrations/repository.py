@@ -1,0 +1,127 @@
+"""Queries on ``polar_integration`` and ``polar_product_mapping``: the only place that reads or
+writes them with SQL. Functions flush at most; their callers' handlers and jobs commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, column, select, table, update
+from sqlalchemy.orm import Session
+
+from provisioning.config import PolarEnvironment
+from provisioning.db import utcnow
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration, PolarProductMapping
+
+# The web layer owns ``workspace``; the domain only reads its name.
+workspace_table = table("workspace", column("id"), column("name"))
+
+
+def get(session: Session, integration_id: str, *, lock: bool = False) -> PolarIntegration | None:
+    return session.get(PolarIntegration, integration_id, with_for_update=lock)
+
+
+def for_workspace(
+    session: Session, workspace_id: str, environment: str | None = None
+) -> PolarIntegration | None:
+    """The workspace's connection to ``environment``; without one, its only (or first) connection."""
+    query = select(PolarIntegration).where(PolarIntegration.workspace_id == workspace_id)
+    if environment is not None:
+        query = query.where(PolarIntegration.environment == environment)
+    return session.scalars(query.order_by(PolarIntegration.created_at)).first()
+
+
+def all_for_workspace(session: Session, workspace_id: str) -> list[PolarIntegration]:
+    return list(
+        session.scalars(
+            select(PolarIntegration)
+            .where(PolarIntegration.workspace_id == workspace_id)
+            .order_by(PolarIntegration.created_at)
+        )
+    )
+
+
+def add(session: Session, workspace_id: str, environment: PolarEnvironment) -> PolarIntegration:
+    integration = PolarIntegration(
+        workspace_id=workspace_id,
+        environment=environment,
+        status=IntegrationStatus.CONNECTING,
+        granted_organization_ids=[],
+        reachable_organizations=[],
+    )
+    session.add(integration)
+    return integration
+
+
+def ids(session: Session) -> list[str]:
+    return list(session.scalars(select(PolarIntegration.id)))
+
+
+def connection_state(session: Session, integration_id: str, *, lock: bool = False) -> Row[Any] | None:
+    """(status, access_token ciphertext) as committed; with ``lock`` the row stays locked."""
+    query = select(PolarIntegration.status, PolarIntegration.access_token).where(
+        PolarIntegration.id == integration_id
+    )
+    return session.execute(query.with_for_update() if lock else query).one_or_none()
+
+
+def refresh_token_ciphertext(session: Session, integration_id: str) -> str | None:
+    return session.execute(
+        select(PolarIntegration.refresh_token).where(PolarIntegration.id == integration_id)
+    ).scalar()
+
+
+def replace_tokens_if_unchanged(
+    session: Session, integration_id: str, read_ciphertext: str, values: dict[str, Any]
+) -> bool:
+    """Write a refreshed pair only over the refresh token it replaces (a disconnect or reconnect
+    that got in meanwhile wins)."""
+    result = session.execute(
+        update(PolarIntegration)
+        .where(PolarIntegration.id == integration_id, PolarIntegration.refresh_token == read_ciphertext)
+        .values(**values, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def mark_needs_reconnect_if_unchanged(
+    session: Session, integration_id: str, read_ciphertext: str | None, message: str
+) -> None:
+    """needs_reconnect, only while the row still holds the pair that failed."""
+    condition = (
+        PolarIntegration.refresh_token.is_(None)
+        if read_ciphertext is None
+        else PolarIntegration.refresh_token == read_ciphertext
+    )
+    session.execute(
+        update(PolarIntegration)
+        .where(PolarIntegration.id == integration_id, PolarIntegration.access_token.is_not(None), condition)
+        .values(status=IntegrationStatus.NEEDS_RECONNECT, last_error=message, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def fail_if_provisioning(session: Session, integration_id: str, message: str) -> None:
+    session.execute(
+        update(PolarIntegration)
+        .where(
+            PolarIntegration.id == integration_id,
+            PolarIntegration.status == IntegrationStatus.PROVISIONING,
+        )
+        .values(status=IntegrationStatus.FAILED, last_error=message, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mappings(session: Session, integration_id: str) -> Sequence[PolarProductMapping]:
+    return session.scalars(
+        select(PolarProductMapping).where(PolarProductMapping.integration_id == integration_id)
+    ).all()
+
+
+def workspace_name(session: Session, workspace_id: str) -> str:
+    name = session.execute(
+        select(workspace_table.c.name).where(workspace_table.c.id == workspace_id)
+    ).scalar()
+    return str(name or "Workspace")

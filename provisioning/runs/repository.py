@@ -1,0 +1,186 @@
+"""Queries on ``provisioning_run`` and ``provisioning_step``: the only SQL about runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from provisioning.db import utcnow
+from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
+
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+UNFINISHED_STEPS = (StepStatus.PENDING, StepStatus.RUNNING)
+
+
+def get(session: Session, run_id: str) -> ProvisioningRun | None:
+    return session.get(ProvisioningRun, run_id)
+
+
+def status(session: Session, run_id: str, *, lock: bool = False) -> RunStatus | None:
+    query = select(ProvisioningRun.status).where(ProvisioningRun.id == run_id)
+    return session.execute(query.with_for_update() if lock else query).scalar()
+
+
+def claim(session: Session, run_id: str) -> bool:
+    """queued → running, atomically: of two jobs for one run, only one gets it. Its steps start
+    over as pending (a retried run records its new attempt)."""
+    result = session.execute(
+        update(ProvisioningRun)
+        .where(ProvisioningRun.id == run_id, ProvisioningRun.status == RunStatus.QUEUED)
+        .values(
+            status=RunStatus.RUNNING,
+            started_at=utcnow(),
+            finished_at=None,
+            error=None,
+            attempts=func.coalesce(ProvisioningRun.attempts, 0) + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    claimed = bool(getattr(result, "rowcount", 0))
+    if claimed:
+        session.execute(
+            update(ProvisioningStep)
+            .where(ProvisioningStep.run_id == run_id)
+            .values(status=StepStatus.PENDING, error=None, duration_ms=None)
+            .execution_options(synchronize_session=False)
+        )
+    return claimed
+
+
+def skip_unfinished_steps(session: Session, run_ids: list[str]) -> None:
+    session.execute(
+        update(ProvisioningStep)
+        .where(ProvisioningStep.run_id.in_(run_ids), ProvisioningStep.status.in_(UNFINISHED_STEPS))
+        .values(status=StepStatus.SKIPPED)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def cancel_if_running(session: Session, run_id: str, reason: str) -> None:
+    session.execute(
+        update(ProvisioningRun)
+        .where(ProvisioningRun.id == run_id, ProvisioningRun.status == RunStatus.RUNNING)
+        .values(status=RunStatus.CANCELLED, error=reason, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    skip_unfinished_steps(session, [run_id])
+
+
+def cancel_active(session: Session, integration_id: str, reason: str) -> list[str]:
+    """Cancel the integration's queued and running runs; returns their ids."""
+    run_ids = list(
+        session.scalars(
+            update(ProvisioningRun)
+            .where(ProvisioningRun.integration_id == integration_id, ProvisioningRun.status.in_(ACTIVE))
+            .values(status=RunStatus.CANCELLED, error=reason, finished_at=utcnow())
+            .returning(ProvisioningRun.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if run_ids:
+        skip_unfinished_steps(session, run_ids)
+        for run in session.scalars(select(ProvisioningRun).where(ProvisioningRun.id.in_(run_ids))):
+            session.expire(run)
+    return run_ids
+
+
+def latest(session: Session, integration_id: str) -> ProvisioningRun | None:
+    return session.scalars(
+        select(ProvisioningRun)
+        .where(ProvisioningRun.integration_id == integration_id)
+        .order_by(ProvisioningRun.created_at.desc(), ProvisioningRun.id.desc())
+        .limit(1)
+    ).first()
+
+
+def for_integration(session: Session, integration_id: str) -> list[ProvisioningRun]:
+    return list(
+        session.scalars(
+            select(ProvisioningRun)
+            .where(ProvisioningRun.integration_id == integration_id)
+            .order_by(ProvisioningRun.created_at, ProvisioningRun.id)
+        )
+    )
+
+
+def active_run_id(session: Session, integration_id: str) -> str | None:
+    return session.scalar(
+        select(ProvisioningRun.id).where(
+            ProvisioningRun.integration_id == integration_id, ProvisioningRun.status.in_(ACTIVE)
+        )
+    )
+
+
+def not_enqueued(session: Session, integration_id: str) -> list[str]:
+    """The integration's queued runs that never reached the queue (created in this transaction)."""
+    return list(
+        session.scalars(
+            select(ProvisioningRun.id).where(
+                ProvisioningRun.integration_id == integration_id,
+                ProvisioningRun.status == RunStatus.QUEUED,
+                ProvisioningRun.enqueued_at.is_(None),
+            )
+        )
+    )
+
+
+def mark_enqueued(session: Session, run_id: str) -> None:
+    session.execute(update(ProvisioningRun).where(ProvisioningRun.id == run_id).values(enqueued_at=utcnow()))
+
+
+# -- what the sweeper looks at -------------------------------------------------------------------
+
+
+def queued_never_enqueued(session: Session, created_before: datetime) -> list[str]:
+    return list(
+        session.scalars(
+            select(ProvisioningRun.id).where(
+                ProvisioningRun.status == RunStatus.QUEUED,
+                ProvisioningRun.enqueued_at.is_(None),
+                ProvisioningRun.created_at <= created_before,
+            )
+        )
+    )
+
+
+def queued_enqueued_before(session: Session, enqueued_before: datetime) -> list[str]:
+    return list(
+        session.scalars(
+            select(ProvisioningRun.id).where(
+                ProvisioningRun.status == RunStatus.QUEUED,
+                ProvisioningRun.enqueued_at.is_not(None),
+                ProvisioningRun.enqueued_at <= enqueued_before,
+            )
+        )
+    )
+
+
+def running_started_before(session: Session, started_before: datetime) -> list[str]:
+    return list(
+        session.scalars(
+            select(ProvisioningRun.id).where(
+                ProvisioningRun.status == RunStatus.RUNNING, ProvisioningRun.started_at <= started_before
+            )
+        )
+    )
+
+
+def fail_abandoned(session: Session, run_id: str, started_before: datetime, message: str) -> str | None:
+    """running → failed for a run its worker abandoned; returns its integration id, or None if
+    the run finished (or was claimed again) meanwhile."""
+    integration_id = session.scalar(
+        update(ProvisioningRun)
+        .where(
+            ProvisioningRun.id == run_id,
+            ProvisioningRun.status == RunStatus.RUNNING,
+            ProvisioningRun.started_at <= started_before,
+        )
+        .values(status=RunStatus.FAILED, error=message, finished_at=utcnow())
+        .returning(ProvisioningRun.integration_id)
+        .execution_options(synchronize_session=False)
+    )
+    if integration_id is not None:
+        skip_unfinished_steps(session, [run_id])
+    return integration_id

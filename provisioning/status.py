@@ -1,0 +1,122 @@
+"""What the owner's billing page shows of a workspace's connections. Never a token or a secret."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from provisioning.catalog import Catalog
+from provisioning.config import PolarEnvironment, Settings
+from provisioning.integrations import repository as integrations
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration
+from provisioning.runs import repository as runs
+from provisioning.webhooks import repository as webhooks
+
+
+def webhook_summary(session: Session, integration_id: str) -> dict[str, Any]:
+    """How many webhook events Polar delivered, and the latest one's type and time."""
+    last = webhooks.latest_event(session, integration_id)
+    return {
+        "received": webhooks.count_events(session, integration_id),
+        "last_type": last.event_type if last else None,
+        "last_received_at": last.received_at.isoformat() if last else None,
+    }
+
+
+def status_snapshot(
+    session: Session,
+    workspace_id: str,
+    *,
+    environment: str | None = None,
+    catalog: Catalog | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """One connection of the workspace (``environment``, default its first) as its page shows it."""
+    integration = integrations.for_workspace(session, workspace_id, environment)
+    served = settings is None or settings.serves(
+        environment or (integration.environment if integration else "")
+    )
+    if integration is None:
+        return {
+            "environment": environment,
+            "served": served,
+            "status": IntegrationStatus.NOT_CONNECTED,
+            "organization": None,
+            "steps": [],
+            "products": [],
+            "webhook_endpoint_id": None,
+            "webhooks": {"received": 0, "last_type": None, "last_received_at": None},
+            "last_error": None,
+            "run": None,
+            "provisioned_at": None,
+            "catalog_revision": None,
+        }
+    return _snapshot(session, integration, catalog, served)
+
+
+def _snapshot(
+    session: Session, integration: PolarIntegration, catalog: Catalog | None, served: bool
+) -> dict[str, Any]:
+    names = {p.id: p.name for p in catalog.plans} if catalog else {}
+    # After a disconnect the last run (cancelled, or long over) is history, not a step list to show.
+    connected = integration.status != IntegrationStatus.NOT_CONNECTED
+    run = runs.latest(session, integration.id) if connected else None
+    organization = None
+    if integration.polar_org_id:
+        organization = {
+            "id": integration.polar_org_id,
+            "name": integration.polar_org_name,
+            "slug": integration.polar_org_slug,
+        }
+    return {
+        "environment": integration.environment,
+        "served": served,
+        "status": integration.status,
+        "organization": organization,
+        "steps": [
+            {
+                "name": s.name,
+                "status": s.status,
+                "duration_ms": s.duration_ms,
+                "polar_ids": list(s.polar_ids or []),
+                "error": s.error,
+            }
+            for s in (run.steps if run else [])
+        ],
+        "products": [
+            {
+                "plan_id": m.plan_id,
+                "polar_product_id": m.polar_product_id,
+                "name": names.get(m.plan_id, m.plan_id),
+            }
+            for m in integration.product_mappings
+        ],
+        "webhook_endpoint_id": integration.webhook_endpoint_id,
+        "webhooks": webhook_summary(session, integration.id),
+        "last_error": integration.last_error,
+        "run": {"id": run.id, "status": run.status, "error": run.error} if run else None,
+        "provisioned_at": integration.provisioned_at.isoformat() if integration.provisioned_at else None,
+        "catalog_revision": integration.catalog_revision,
+    }
+
+
+def environments_overview(
+    session: Session, settings: Settings, workspace_id: str, *, catalog: Catalog | None = None
+) -> list[dict[str, Any]]:
+    """One snapshot per mode the page shows: every environment the deployment serves (test mode
+    first), then any connection to an environment it no longer serves (shown, left alone)."""
+    existing = {i.environment: i for i in integrations.all_for_workspace(session, workspace_id)}
+    order = [e for e in PolarEnvironment if e in settings.polar_environments or e in existing]
+    out = []
+    for environment in order:
+        integration = existing.get(environment)
+        served = settings.serves(environment)
+        if integration is None:
+            snapshot = status_snapshot(session, workspace_id, environment=environment, settings=settings)
+        else:
+            snapshot = _snapshot(session, integration, catalog, served)
+        snapshot["mode"] = environment.mode
+        snapshot["configured"] = served and settings.polar(environment).configured
+        out.append(snapshot)
+    return out
