@@ -8,7 +8,7 @@ import pytest
 
 from polar_emulator import EmulatorServer
 from polar_emulator.config import DEMO_CLIENT_ID
-from polar_emulator.oauth.models import DEFAULT_CLIENT_SCOPE, Token
+from polar_emulator.domain.oauth import DEFAULT_CLIENT_SCOPE, Token
 from polar_emulator.tokens import generate_token
 
 IssueToken = Callable[..., str]

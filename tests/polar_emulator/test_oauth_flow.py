@@ -18,7 +18,7 @@ from polar_emulator.config import (
     DEMO_USER_EMAIL,
     MULTI_ORG_USER_EMAIL,
 )
-from polar_emulator.oauth.models import DEFAULT_CLIENT_SCOPE, SCOPES_SUPPORTED
+from polar_emulator.domain.oauth import DEFAULT_CLIENT_SCOPE, SCOPES_SUPPORTED
 
 from .oauth_support import (
     authorize_params,

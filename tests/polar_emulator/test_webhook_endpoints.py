@@ -8,7 +8,7 @@ import pytest
 from polar.v2026_10.errors import HTTPValidationError, ResourceNotFound
 
 from polar_emulator import EmulatorConfig, EmulatorServer
-from polar_emulator.oauth.models import Token
+from polar_emulator.domain.oauth import Token
 from tests.polar_emulator.resource_helpers import call, demo_token, http, org_id, sdk
 
 SECRET = re.compile(r"^whsec_[A-Za-z0-9]{43}$")

@@ -10,7 +10,7 @@ import standardwebhooks
 from polar.v2026_10.webhooks import validate_event
 
 from polar_emulator import EmulatorServer
-from polar_emulator.webhooks.delivery import MAX_ATTEMPTS
+from polar_emulator.domain.webhooks.delivery import MAX_ATTEMPTS
 from tests.polar_emulator import webhook_fixtures as wf
 from tests.polar_emulator.spec import SpecError, spec, validate_schema
 from tests.polar_emulator.webhook_fixtures import (

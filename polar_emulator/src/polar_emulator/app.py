@@ -8,10 +8,14 @@ from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from polar_emulator import control
 from polar_emulator.config import EmulatorConfig
+from polar_emulator.domain.store import Store
 from polar_emulator.errors import ApiError
 from polar_emulator.middleware import PolarMiddleware
-from polar_emulator.store import Store
+from polar_emulator.oauth import routes as oauth_routes
+from polar_emulator.resources import ROUTERS
+from polar_emulator.webhooks import routes as webhook_routes
 
 
 def _api_error(request: Request, exc: Exception) -> Response:
@@ -42,11 +46,6 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     app.state.config = config
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-
-    from polar_emulator import control
-    from polar_emulator.oauth import routes as oauth_routes
-    from polar_emulator.resources import ROUTERS
-    from polar_emulator.webhooks import routes as webhook_routes
 
     app.include_router(control.router)
     app.include_router(oauth_routes.router)

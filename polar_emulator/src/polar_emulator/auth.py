@@ -12,17 +12,18 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from polar_emulator.domain.oauth import OAuth2Client, Token
+from polar_emulator.domain.store import Store, User
 from polar_emulator.errors import (
     ApiError,
     insufficient_scope,
     invalid_token,
+    not_found,
     not_permitted,
     unauthorized,
     validation_error,
     validation_item,
 )
-from polar_emulator.oauth.models import OAuth2Client, Token
-from polar_emulator.store import Store, User
 
 # Which roles hold which organization permission (Polar's auth/permission.py).
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -128,8 +129,6 @@ def list_organization_ids(request: Request, subject: AuthSubject) -> set[str]:
 def reachable_or_404(request: Request, subject: AuthSubject, obj: dict | None) -> dict:
     """An object the token cannot reach does not exist."""
     if obj is None or obj.get("organization_id") not in subject.organization_ids():
-        from polar_emulator.errors import not_found
-
         raise not_found()
     note(request, organization_id=obj["organization_id"])
     return obj

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 
 from polar_emulator.auth import get_store
-from polar_emulator.oauth.models import DEFAULT_CLIENT_SCOPE, OAuth2Client
+from polar_emulator.domain.oauth import DEFAULT_CLIENT_SCOPE, OAuth2Client
 from polar_emulator.tokens import generate_token
 
 router = APIRouter(prefix="/_emulator", tags=["emulator"])

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from polar_emulator.store import Store
+from polar_emulator.domain.store import Store
 
 SUPPORTED_VERSIONS = ("2026-04", "2026-10")
 DEFAULT_VERSION = "2026-04"

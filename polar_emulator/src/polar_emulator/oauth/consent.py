@@ -12,8 +12,8 @@ from urllib.parse import urlencode
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from polar_emulator.domain.store import Store, User
 from polar_emulator.oauth.server import safe_description
-from polar_emulator.store import Store, User
 
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),

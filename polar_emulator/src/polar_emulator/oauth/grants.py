@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
-from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core.errors import LoginRequiredError
 from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
 from joserfc.jwk import RSAKey
 
+from polar_emulator.domain.oauth import AuthorizationCode, OAuth2Client, Token
+from polar_emulator.domain.store import User
 from polar_emulator.oauth.keys import ID_TOKEN_ALG, signing_key
-from polar_emulator.oauth.models import AuthorizationCode, OAuth2Client, Token
+from polar_emulator.oauth.metadata import ISSUER
+from polar_emulator.oauth.protocols import ServerWithStore
 from polar_emulator.oauth.requests import StarletteOAuth2Request
-from polar_emulator.store import User
 from polar_emulator.tokens import generate_token
 
-if TYPE_CHECKING:
-    from polar_emulator.oauth.server import AuthorizationServer
-
-ISSUER = "https://polar.sh"
 ID_TOKEN_LIFETIME = 3600
 AUTHORIZATION_CODE_PREFIX = "polar_ac_"
 SUB_TYPES = ("user", "organization")
@@ -39,11 +36,11 @@ def user_info(user: User, scope: str) -> dict[str, Any]:
 
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
-    server: AuthorizationServer
+    server: ServerWithStore
     request: StarletteOAuth2Request
     TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
 
-    def __init__(self, request: StarletteOAuth2Request, server: AuthorizationServer) -> None:
+    def __init__(self, request: StarletteOAuth2Request, server: ServerWithStore) -> None:
         super().__init__(request, server)
         self.register_hook("before_validate_authorization_request_payload", self._default_scope)
         self.register_hook("after_validate_consent_request", self._validate_sub_type_and_prompt)
@@ -102,7 +99,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
-    server: AuthorizationServer
+    server: ServerWithStore
     request: StarletteOAuth2Request
     TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
@@ -127,7 +124,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 class OpenIDCode(_OpenIDCode):
     """id_token on the code grant when ``openid`` is granted (never on refresh)."""
 
-    def __init__(self, server: AuthorizationServer) -> None:
+    def __init__(self, server: ServerWithStore) -> None:
         super().__init__(require_nonce=False)
         self.server = server
 
@@ -156,8 +153,3 @@ class OpenIDCode(_OpenIDCode):
 
     def generate_user_info(self, user: User, scope: str) -> dict[str, Any]:
         return user_info(user, scope)
-
-
-def register_grants(server: AuthorizationServer) -> None:
-    server.register_grant(AuthorizationCodeGrant, [CodeChallenge(required=True), OpenIDCode(server)])
-    server.register_grant(RefreshTokenGrant)

@@ -6,10 +6,12 @@ from typing import Any
 
 from authlib.oauth2.rfc7636 import CodeChallenge
 
-from polar_emulator.oauth.grants import ISSUER
+from polar_emulator.domain.oauth import SCOPES_SUPPORTED
 from polar_emulator.oauth.keys import ID_TOKEN_ALG
-from polar_emulator.oauth.models import SCOPES_SUPPORTED
-from polar_emulator.oauth.server import ENDPOINT_AUTH_METHODS
+
+ISSUER = "https://polar.sh"
+# Introspection and revocation take basic or post, whatever the client registered.
+ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 def server_metadata(base_url: str) -> dict[str, Any]:

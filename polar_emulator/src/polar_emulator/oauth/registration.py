@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from authlib.oauth2.rfc7591 import ClientRegistrationEndpoint as _ClientRegistrationEndpoint
 from authlib.oauth2.rfc7592 import ClientConfigurationEndpoint as _ClientConfigurationEndpoint
 from pydantic import AfterValidator, AnyUrl, BaseModel, HttpUrl
 
-from polar_emulator.oauth.models import DEFAULT_CLIENT_SCOPE, OAuth2Client
+from polar_emulator.domain.oauth import DEFAULT_CLIENT_SCOPE, OAuth2Client
+from polar_emulator.oauth.metadata import server_metadata
+from polar_emulator.oauth.protocols import ServerWithStore
 from polar_emulator.oauth.requests import StarletteJsonRequest
 from polar_emulator.tokens import generate_token
-
-if TYPE_CHECKING:
-    from polar_emulator.oauth.server import AuthorizationServer
 
 CLIENT_ID_PREFIX = "polar_ci_"
 CLIENT_SECRET_PREFIX = "polar_cs_"
@@ -90,8 +89,6 @@ class OAuth2ClientConfigurationUpdate(OAuth2ClientConfiguration):
 
 def _server_metadata() -> dict[str, Any]:
     # Only the *_supported lists matter here; the URLs are not used.
-    from polar_emulator.oauth.metadata import server_metadata
-
     return server_metadata("")
 
 
@@ -121,7 +118,7 @@ class RegistrationCredential:
 
 
 class ClientRegistrationEndpoint(_ClientRegistrationEndpoint):
-    server: AuthorizationServer
+    server: ServerWithStore
 
     def authenticate_token(self, request: StarletteJsonRequest) -> str:
         # Anonymous registration is allowed; Polar falls back to this marker.
@@ -170,7 +167,7 @@ class ClientRegistrationEndpoint(_ClientRegistrationEndpoint):
 
 
 class ClientConfigurationEndpoint(_ClientConfigurationEndpoint):
-    server: AuthorizationServer
+    server: ServerWithStore
 
     def authenticate_token(self, request: StarletteJsonRequest) -> RegistrationCredential | None:
         authorization = request.headers.get("Authorization")

@@ -11,21 +11,21 @@ from authlib.oauth2.rfc6749.errors import UnsupportedResponseTypeError
 from authlib.oauth2.rfc6749.hooks import hooked
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
+from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
 
-from polar_emulator.oauth.grants import ISSUER, register_grants
-from polar_emulator.oauth.models import ALL_SCOPES, OAuth2Client, Token
+from polar_emulator.domain.oauth import ALL_SCOPES, OAuth2Client, Token
+from polar_emulator.domain.store import Store
+from polar_emulator.oauth.grants import AuthorizationCodeGrant, OpenIDCode, RefreshTokenGrant
+from polar_emulator.oauth.metadata import ENDPOINT_AUTH_METHODS, ISSUER
 from polar_emulator.oauth.registration import ClientConfigurationEndpoint, ClientRegistrationEndpoint
 from polar_emulator.oauth.requests import StarletteJsonRequest, StarletteOAuth2Request
-from polar_emulator.store import Store
 from polar_emulator.tokens import generate_token
 
 ACCESS_TOKEN_PREFIX = "polar_at_u_"
 REFRESH_TOKEN_PREFIX = "polar_rt_u_"
-# Introspection and revocation take basic or post, whatever the client registered.
-ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 def safe_description(text: str) -> str:
@@ -101,7 +101,8 @@ class AuthorizationServer(_AuthorizationServer):
         self.register_endpoint(IntrospectionEndpoint)
         self.register_endpoint(ClientRegistrationEndpoint)
         self.register_endpoint(ClientConfigurationEndpoint)
-        register_grants(self)
+        self.register_grant(AuthorizationCodeGrant, [CodeChallenge(required=True), OpenIDCode(self)])
+        self.register_grant(RefreshTokenGrant)
 
     def query_client(self, client_id: str) -> OAuth2Client | None:
         return self.store.clients.get(client_id)

@@ -17,12 +17,14 @@ from pydantic import Field, StringConstraints
 from starlette.requests import Request
 
 from polar_emulator.auth import get_store
+from polar_emulator.domain.benefits import get_benefit
+from polar_emulator.domain.meters import get_meter
+from polar_emulator.domain.products import refresh_products
+from polar_emulator.domain.store import Store, collection, now
+from polar_emulator.domain.webhooks.events import emit_event
 from polar_emulator.errors import not_found, validation_error, validation_item
-from polar_emulator.resources.common import Body, Metadata, Resource, collection, now, text_contains
-from polar_emulator.resources.meters import get_meter
-from polar_emulator.store import Store
+from polar_emulator.resources.common import Body, Metadata, Resource, text_contains
 from polar_emulator.tokens import new_id
-from polar_emulator.webhooks.events import emit_event
 
 BenefitType = Literal[
     "custom",
@@ -151,20 +153,6 @@ def _properties(store: Store, benefit_type: str, props: Any, organization_id: st
     return data
 
 
-def _refresh_products(store: Store, organization_id: str) -> None:
-    from polar_emulator.resources.products import refresh_products  # products imports this module
-
-    refresh_products(store, organization_id)
-
-
-def get_benefit(store: Store, benefit_id: str | UUID) -> dict[str, Any] | None:
-    """The stored (API-shaped) benefit, or None when unknown or deleted."""
-    benefit = collection(store, "benefits").get(str(benefit_id))
-    if benefit is None or benefit["is_deleted"]:
-        return None
-    return benefit
-
-
 BENEFITS = Resource(
     "benefits",
     manage=("products:manage", "manage benefits"),
@@ -245,7 +233,7 @@ async def update_benefit(request: Request, id: UUID, body: BenefitUpdate) -> dic
         )
     benefit.update(changes)
     benefit["modified_at"] = now(store)
-    _refresh_products(store, benefit["organization_id"])
+    refresh_products(store, benefit["organization_id"])
     emit_event(store, benefit["organization_id"], "benefit.updated", copy.deepcopy(benefit))
     return benefit
 
@@ -257,5 +245,5 @@ async def delete_benefit(request: Request, id: UUID) -> Response:
         raise not_found()
     benefit["is_deleted"] = True
     benefit["modified_at"] = now(get_store(request))
-    _refresh_products(get_store(request), benefit["organization_id"])
+    refresh_products(get_store(request), benefit["organization_id"])
     return Response(status_code=204)

@@ -6,12 +6,13 @@ Query-string errors are 422s shaped like FastAPI's (``loc`` ``["query", name, ..
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 
 from polar_emulator.auth import (
@@ -22,10 +23,9 @@ from polar_emulator.auth import (
     payload_organization,
     reachable_or_404,
 )
-from polar_emulator.clock import isoformat
+from polar_emulator.domain.store import Store
 from polar_emulator.errors import ApiError, validation_item
 from polar_emulator.pagination import paginate
-from polar_emulator.store import Store
 
 # -- request-body types ------------------------------------------------------------------
 
@@ -176,15 +176,34 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-# -- time and store ------------------------------------------------------------------------
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-def now(store: Store) -> str:
-    return isoformat(store.clock.now())
+def _check_email(value: str) -> str:
+    if "@" not in value:
+        raise ValueError("value is not a valid email address: An email address must have an @-sign.")
+    if not _EMAIL.match(value):
+        raise ValueError("value is not a valid email address: The part after the @-sign is not valid.")
+    return value
 
 
-def collection(store: Store, name: str) -> dict[str, dict[str, Any]]:
-    return store.collections[name]
+Email = Annotated[str, AfterValidator(_check_email)]
+# Customers and checkouts: the same limits, without the minimum lengths.
+LooseMetadataValue = Annotated[str, Field(max_length=500)] | int | float | bool
+LooseMetadata = Annotated[
+    dict[Annotated[str, Field(max_length=40)], LooseMetadataValue], Field(max_length=50)
+]
+
+
+class AddressInput(BaseModel):
+    """Polar's ``AddressInput``; ``country`` is an ISO 3166-1 alpha-2 code."""
+
+    line1: str | None = None
+    line2: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+    state: str | None = None
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 
 
 # -- query parameters ----------------------------------------------------------------------

@@ -18,9 +18,9 @@ from starlette.requests import Request
 
 from polar_emulator.auth import authenticate, get_store, note
 from polar_emulator.clock import isoformat
+from polar_emulator.domain.customers import customers_of, find_by_external_id, serialize_customer
+from polar_emulator.domain.store import Store
 from polar_emulator.errors import polar_error, validation_error, validation_item
-from polar_emulator.resources.customers import customers_of, find_by_external_id, serialize_customer
-from polar_emulator.store import Store
 from polar_emulator.tokens import generate_token, new_id
 
 router = APIRouter(prefix="/v1/customer-sessions", tags=["customer-sessions"])

@@ -1,11 +1,8 @@
-"""Meters: create, list, get and update (``/v1/meters``).
-
-Meters are kept API-shaped in ``store.collections["meters"]``.
-"""
+"""Meters: create, list, get and update (``/v1/meters``), kept as ``domain/meters.py`` says."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 from uuid import UUID
 
 from fastapi import Query
@@ -13,9 +10,11 @@ from pydantic import Field, StringConstraints
 from starlette.requests import Request
 
 from polar_emulator.auth import get_store
+from polar_emulator.domain.meters import get_meter
+from polar_emulator.domain.products import refresh_products
+from polar_emulator.domain.store import collection, now
 from polar_emulator.errors import validation_error, validation_item
-from polar_emulator.resources.common import Body, Metadata, Resource, collection, now, text_contains
-from polar_emulator.store import Store
+from polar_emulator.resources.common import Body, Metadata, Resource, text_contains
 from polar_emulator.tokens import new_id
 
 
@@ -85,16 +84,6 @@ def _check_unit(unit: str, custom_label: str | None) -> None:
         )
 
 
-def get_meter(store: Store, meter_id: str | UUID) -> dict[str, Any] | None:
-    """The stored (API-shaped) meter, or None."""
-    return collection(store, "meters").get(str(meter_id))
-
-
-def meter_summary(meter: dict[str, Any]) -> dict[str, Any]:
-    """The ``ProductPriceMeter`` shape a metered price embeds."""
-    return {k: meter.get(k) for k in ("id", "name", "unit", "custom_label", "custom_multiplier")}
-
-
 METERS = Resource(
     "meters", manage=("products:manage", "manage meters"), sortable=("created_at", "name"), lookup=get_meter
 )
@@ -150,7 +139,5 @@ async def update_meter(request: Request, id: UUID, body: MeterUpdate) -> dict:
     if body.is_archived is not None:
         meter["archived_at"] = (meter["archived_at"] or now(store)) if body.is_archived else None
     meter["modified_at"] = now(store)
-    from polar_emulator.resources.products import refresh_products  # products imports this module
-
     refresh_products(store, meter["organization_id"])
     return meter

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 
 from polar_emulator.auth import authenticate, get_store, note
+from polar_emulator.domain.webhooks.delivery import schedule
+from polar_emulator.domain.webhooks.models import get_state
 from polar_emulator.errors import not_found
 from polar_emulator.pagination import paginate
-from polar_emulator.webhooks.delivery import schedule
-from polar_emulator.webhooks.models import get_state
 
 router = APIRouter(tags=["webhooks"])
 

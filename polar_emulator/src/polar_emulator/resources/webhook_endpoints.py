@@ -20,9 +20,10 @@ from pydantic import StringConstraints
 from starlette.requests import Request
 
 from polar_emulator.auth import get_store
+from polar_emulator.domain.store import collection, now
 from polar_emulator.errors import ApiError, not_found, validation_item
 from polar_emulator.middleware import DEFAULT_VERSION, SUPPORTED_VERSIONS
-from polar_emulator.resources.common import Body, Resource, collection, now
+from polar_emulator.resources.common import Body, Resource
 from polar_emulator.tokens import generate_token, new_id
 
 SECRET_PREFIX = "whsec_"

@@ -1,1 +1,1 @@
-"""Webhook events and their signed delivery, as Polar does them."""
+"""The control API's webhook routes; events and their delivery live in ``domain.webhooks``."""

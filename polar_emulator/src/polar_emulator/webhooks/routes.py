@@ -9,8 +9,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 
 from polar_emulator.auth import get_store
-from polar_emulator.webhooks.events import emit_event
-from polar_emulator.webhooks.models import get_state
+from polar_emulator.domain.webhooks.events import emit_event
+from polar_emulator.domain.webhooks.models import get_state
 
 router = APIRouter(prefix="/_emulator", tags=["emulator"])
 

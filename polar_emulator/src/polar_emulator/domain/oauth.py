@@ -7,6 +7,7 @@ tokens never expire by time; revoking either half makes the whole row unusable.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,8 +100,6 @@ class OAuth2Client(ClientMixin):
             setattr(self, key, value)
 
     def check_registration_access_token(self, token: str) -> bool:
-        import hmac
-
         return self.registration_access_token is not None and hmac.compare_digest(
             self.registration_access_token, token
         )
@@ -121,8 +120,6 @@ class OAuth2Client(ClientMixin):
         return redirect_uri in self.redirect_uris
 
     def check_client_secret(self, client_secret: str) -> bool:
-        import hmac
-
         return self.client_secret is not None and hmac.compare_digest(self.client_secret, client_secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:

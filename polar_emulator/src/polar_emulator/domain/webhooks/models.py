@@ -7,7 +7,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from polar_emulator.store import Store
+from polar_emulator.domain.store import Store
 
 STATE_KEY = "webhooks"
 _sequence = itertools.count()

@@ -11,14 +11,15 @@ import copy
 from typing import Any
 
 from polar_emulator.clock import isoformat
-from polar_emulator.resources.subscriptions import (
+from polar_emulator.domain.customers import customers_of, serialize_customer
+from polar_emulator.domain.store import Store
+from polar_emulator.domain.subscriptions import (
     add_interval,
     prices_amount,
     product_prices,
     serialize_order_subscription,
     subscriptions_of,
 )
-from polar_emulator.store import Store
 from polar_emulator.tokens import new_id
 
 _ORDER_PRODUCT_DROP = ("prices", "benefits", "medias", "attached_custom_fields", "is_deletable")
@@ -128,8 +129,6 @@ def order_product(product: dict[str, Any]) -> dict[str, Any]:
 
 def serialize_order(store: Store, order: dict[str, Any]) -> dict[str, Any]:
     """``Order`` with ``customer``, ``product``, ``discount`` and ``subscription``."""
-    from polar_emulator.resources.customers import customers_of, serialize_customer
-
     data = {k: copy.deepcopy(v) for k, v in order.items() if k != "organization_id"}
     data["customer"] = serialize_customer(customers_of(store)[order["customer_id"]])
     product = store.collections["products"].get(order["product_id"] or "")

@@ -11,7 +11,8 @@ import copy
 from typing import Any
 
 from polar_emulator.clock import isoformat
-from polar_emulator.store import Store
+from polar_emulator.domain.customers import customers_of, serialize_customer
+from polar_emulator.domain.store import Store
 from polar_emulator.tokens import new_id
 
 _INTERNAL = ("organization_id",)
@@ -62,8 +63,6 @@ def new_grant(
 
 def serialize_grant_webhook(store: Store, grant: dict[str, Any]) -> dict[str, Any]:
     """``BenefitGrantWebhook``: the grant with its customer and full benefit."""
-    from polar_emulator.resources.customers import customers_of, serialize_customer
-
     data = {k: copy.deepcopy(v) for k, v in grant.items() if k not in _INTERNAL and not k.startswith("_")}
     data["customer"] = serialize_customer(customers_of(store)[grant["customer_id"]])
     data["member"] = None

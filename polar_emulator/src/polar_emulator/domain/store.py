@@ -18,7 +18,8 @@ from polar_emulator.config import (
     MULTI_ORG_USER_EMAIL,
     EmulatorConfig,
 )
-from polar_emulator.oauth.models import AuthorizationCode, OAuth2Client, Token
+from polar_emulator.domain.oauth import AuthorizationCode, OAuth2Client, Token
+from polar_emulator.domain.organizations import new_organization
 from polar_emulator.tokens import new_id
 
 REQUEST_LOG_SIZE = 50_000
@@ -42,7 +43,7 @@ class Store:
     def reset(self) -> None:
         self.clock.reset()
         self.users: dict[str, User] = {}
-        # Organizations are kept in their API shape (see resources/organizations.py).
+        # Organizations are kept in their API shape (see domain/organizations.py).
         self.organizations: dict[str, dict[str, Any]] = {}
         # user id -> {organization id: role ("owner", "admin", "member", "finance")}
         self.memberships: dict[str, dict[str, str]] = defaultdict(dict)
@@ -78,9 +79,7 @@ class Store:
         return next((u for u in self.users.values() if u.email.lower() == email), None)
 
     def add_organization(self, name: str, slug: str, owner: User | None = None) -> dict[str, Any]:
-        from polar_emulator.resources.organizations import new_organization
-
-        org = new_organization(self, name=name, slug=slug)
+        org = new_organization(isoformat(self.clock.now()), name=name, slug=slug)
         self.organizations[org["id"]] = org
         if owner is not None:
             self.memberships[owner.id][org["id"]] = "owner"
@@ -119,3 +118,13 @@ class Store:
                 redirect_uris=list(self.config.demo_redirect_uris),
             )
         )
+
+
+def now(store: Store) -> str:
+    """The store's clock, as Polar formats timestamps."""
+    return isoformat(store.clock.now())
+
+
+def collection(store: Store, name: str) -> dict[str, dict[str, Any]]:
+    """A resource collection by name ("products", "benefits", ...): id -> API-shaped dict."""
+    return store.collections[name]

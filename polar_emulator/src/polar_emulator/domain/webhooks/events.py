@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 from polar_emulator.clock import isoformat
-from polar_emulator.store import Store
+from polar_emulator.domain.store import Store
+from polar_emulator.domain.webhooks.delivery import schedule
+from polar_emulator.domain.webhooks.models import WebhookEvent, get_state
 from polar_emulator.tokens import new_id
-from polar_emulator.webhooks.delivery import schedule
-from polar_emulator.webhooks.models import WebhookEvent, get_state
 
 DEFAULT_API_VERSION = "2026-10"
 

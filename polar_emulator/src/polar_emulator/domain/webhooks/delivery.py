@@ -15,10 +15,16 @@ from typing import Any
 import httpx
 
 from polar_emulator.clock import isoformat
-from polar_emulator.store import Store
+from polar_emulator.domain.store import Store
+from polar_emulator.domain.webhooks.models import (
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookState,
+    get_state,
+    is_current,
+)
+from polar_emulator.domain.webhooks.signing import delivery_headers
 from polar_emulator.tokens import new_id
-from polar_emulator.webhooks.models import WebhookDelivery, WebhookEvent, WebhookState, get_state, is_current
-from polar_emulator.webhooks.signing import delivery_headers
 
 MAX_ATTEMPTS = 10  # WEBHOOK_MAX_RETRIES: total HTTP attempts per event
 FAILURE_THRESHOLD = 10  # WEBHOOK_FAILURE_THRESHOLD: consecutive failed events before disabling

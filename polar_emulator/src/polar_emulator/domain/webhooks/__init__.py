@@ -1,0 +1,1 @@
+"""Webhook events and their signed delivery, as Polar does them."""
