@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from provisioning.db import Base, UTCDateTime, utcnow
+from provisioning.db import Base, UTCDateTime, enum_column_type, utcnow
 from provisioning.ids import new_id
 
 
@@ -66,7 +66,7 @@ class Membership(Base):
         String(36), ForeignKey("workspace.id", ondelete="CASCADE"), index=True
     )
     user_id: Mapped[str] = mapped_column(String(36), ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    role: Mapped[str] = mapped_column(String(16), default=Role.MEMBER.value)
+    role: Mapped[Role] = mapped_column(enum_column_type(Role, 16), default=Role.MEMBER)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     user: Mapped[User] = relationship(back_populates="memberships")

@@ -54,13 +54,13 @@ def create_workspace(session: Session, name: str, owner: User) -> Workspace:
         raise AccountError("the workspace needs a name")
     workspace = Workspace(name=name)
     session.add(workspace)
-    session.add(Membership(workspace=workspace, user=owner, role=Role.OWNER.value))
+    session.add(Membership(workspace=workspace, user=owner, role=Role.OWNER))
     session.flush()
     return workspace
 
 
 def add_member(session: Session, workspace: Workspace, user: User, role: Role = Role.MEMBER) -> Membership:
-    membership = Membership(workspace=workspace, user=user, role=role.value)
+    membership = Membership(workspace=workspace, user=user, role=role)
     session.add(membership)
     session.flush()
     return membership

@@ -15,11 +15,11 @@ from app.database import db_session
 @dataclass(frozen=True)
 class WorkspaceAccess:
     workspace: Workspace
-    role: str
+    role: Role
 
     @property
     def is_owner(self) -> bool:
-        return self.role == Role.OWNER.value
+        return self.role == Role.OWNER
 
 
 def member_access(workspace_id: str) -> WorkspaceAccess:
@@ -32,7 +32,7 @@ def member_access(workspace_id: str) -> WorkspaceAccess:
 
 def is_owner(workspace_id: str, user_id: str) -> bool:
     membership = service.membership(db_session(), workspace_id, user_id)
-    return membership is not None and membership.role == Role.OWNER.value
+    return membership is not None and membership.role == Role.OWNER
 
 
 def owner_access(workspace_id: str) -> WorkspaceAccess:

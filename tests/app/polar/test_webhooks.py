@@ -27,7 +27,7 @@ SECRET = "whsec_" + "a1B2c3D4e5" * 4 + "xyz"
 def integration(session: Session, settings: Settings, workspace: Workspace) -> PolarIntegration:
     integration = PolarIntegration(
         workspace_id=workspace.id,
-        status=IntegrationStatus.READY.value,
+        status=IntegrationStatus.READY,
         webhook_endpoint_id=str(uuid.uuid4()),
         webhook_secret=vault_for(settings).encrypt(SECRET),
     )
@@ -166,7 +166,7 @@ def test_a_non_utf8_body_without_a_signature_is_refused(client, session, integra
 
 
 def test_a_disconnected_workspace_answers_gone(client, session, integration):
-    integration.status = IntegrationStatus.NOT_CONNECTED.value
+    integration.status = IntegrationStatus.NOT_CONNECTED
     session.commit()
     body, headers = signed(event())
 

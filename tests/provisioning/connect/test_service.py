@@ -46,7 +46,7 @@ def test_authorize_url_has_pkce_scopes_and_an_opaque_state(session, settings, ow
 def test_one_organization_connects_and_queues_a_run(session, settings, connect):
     connected = connect()
     integration = connected.integration
-    assert integration.status == IntegrationStatus.PROVISIONING.value
+    assert integration.status == IntegrationStatus.PROVISIONING
     assert integration.polar_org_slug == "demo-org"
     assert connected.run is not None and connected.run.status == "queued"
     assert [s.status for s in connected.run.steps] == ["pending"] * len(STEP_NAMES)
@@ -57,7 +57,7 @@ def test_one_organization_connects_and_queues_a_run(session, settings, connect):
 def test_several_organizations_wait_for_a_choice(session, settings, connect):
     connected = connect("multi@polar.local")
     integration = connected.integration
-    assert integration.status == IntegrationStatus.AWAITING_ORGANIZATION.value
+    assert integration.status == IntegrationStatus.AWAITING_ORGANIZATION
     assert connected.run is None
     assert sorted(o["slug"] for o in integration.reachable_organizations) == ["acme", "acme-labs"]
 
@@ -197,7 +197,7 @@ def test_disconnect_revokes_and_forgets_tokens(session, settings, connect):
     session.commit()
     integration = connected.integration
     assert integration.access_token is None and integration.refresh_token is None
-    assert integration.status == IntegrationStatus.NOT_CONNECTED.value
+    assert integration.status == IntegrationStatus.NOT_CONNECTED
     assert PolarOAuth(settings.polar()).introspect(token).active is False
 
 
@@ -235,7 +235,7 @@ def test_reconnecting_to_other_organizations_forgets_what_was_set_up_in_the_old_
 
     integration = again.integration
     assert integration.id == first.integration.id
-    assert integration.status == IntegrationStatus.AWAITING_ORGANIZATION.value
+    assert integration.status == IntegrationStatus.AWAITING_ORGANIZATION
     assert integration.polar_org_id is None
     assert integration.webhook_endpoint_id is None and integration.webhook_secret is None
     assert integration.product_mappings == []

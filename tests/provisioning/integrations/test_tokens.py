@@ -68,7 +68,7 @@ def test_disconnect_waits_for_a_refresh_and_revokes_the_pair_it_wrote(live, redi
     assert done.is_set()
     integration = live.integration()
     assert integration.access_token is None and integration.refresh_token is None
-    assert integration.status == IntegrationStatus.NOT_CONNECTED.value
+    assert integration.status == IntegrationStatus.NOT_CONNECTED
     assert not active(live.settings, new_access)  # the pair the refresh wrote is revoked at Polar
 
 
@@ -157,7 +157,7 @@ def test_invalid_client_is_an_operator_error_not_a_reconnect(live, caplog):
     assert "invalid_client" in str(info.value) and "POLAR_OAUTH_CLIENT_SECRET" in str(info.value)
     assert info.value.needs_reconnect is False
     integration = live.integration()
-    assert integration.status == IntegrationStatus.PROVISIONING.value  # left alone
+    assert integration.status == IntegrationStatus.PROVISIONING  # left alone
     assert integration.last_error is None
     _, refresh = live.tokens()
     assert refresh and refresh not in caplog.text and "not-the-secret" not in caplog.text
@@ -184,4 +184,4 @@ def test_a_refresh_commits_only_the_token_pair_not_the_callers_session(live):
     with live.database.transaction() as s:
         assert s.scalar(
             select(PolarIntegration.status).where(PolarIntegration.id == live.integration_id)
-        ) == (IntegrationStatus.PROVISIONING.value)
+        ) == (IntegrationStatus.PROVISIONING)

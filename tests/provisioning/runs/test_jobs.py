@@ -32,19 +32,17 @@ def _token(settings, integration) -> str:
 def test_full_run_creates_everything_with_our_metadata(session, settings, connect, control):
     connected = connect()
     integration, run = connected.integration, connected.run
-    assert integration.status == IntegrationStatus.PROVISIONING.value and run is not None
+    assert integration.status == IntegrationStatus.PROVISIONING and run is not None
 
     result = provision(run.id, settings)
 
-    assert result["status"] == RunStatus.SUCCEEDED.value, result
+    assert result["status"] == RunStatus.SUCCEEDED, result
     session.expire_all()
     run = session.get(ProvisioningRun, run.id)
     assert [s.name for s in run.steps] == list(STEP_NAMES)
-    assert all(s.status == StepStatus.SUCCEEDED.value for s in run.steps), [
-        (s.name, s.error) for s in run.steps
-    ]
+    assert all(s.status == StepStatus.SUCCEEDED for s in run.steps), [(s.name, s.error) for s in run.steps]
     assert all(s.duration_ms is not None for s in run.steps)
-    assert integration.status == IntegrationStatus.READY.value
+    assert integration.status == IntegrationStatus.READY
     assert integration.provisioned_at is not None
 
     catalog = load_catalog(settings.plans_file)
@@ -168,9 +166,9 @@ def test_missing_scope_fails_the_run_with_an_actionable_message(session, setting
     session.expire_all()
     run = session.get(ProvisioningRun, connected.run.id)
     failed = {s.name: s for s in run.steps}["ensure_webhook_endpoint"]
-    assert failed.status == StepStatus.FAILED.value and failed.error == message
+    assert failed.status == StepStatus.FAILED and failed.error == message
     assert connected.integration.last_error == message
-    assert connected.integration.status == IntegrationStatus.NEEDS_RECONNECT.value
+    assert connected.integration.status == IntegrationStatus.NEEDS_RECONNECT
 
 
 def test_a_job_for_a_run_that_no_longer_exists_is_dropped_not_retried(session, settings):

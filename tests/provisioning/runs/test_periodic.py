@@ -64,7 +64,7 @@ def test_reaper_fails_a_run_whose_worker_died(session, connect, redis_url):
     _set(
         session,
         run_id,
-        status=RunStatus.RUNNING.value,
+        status=RunStatus.RUNNING,
         enqueued_at=utcnow() - REAP_AFTER,
         started_at=utcnow() - REAP_AFTER - timedelta(minutes=1),
     )
@@ -73,7 +73,7 @@ def test_reaper_fails_a_run_whose_worker_died(session, connect, redis_url):
 
     session.expire_all()
     run = session.get(ProvisioningRun, run_id)
-    assert run.status == RunStatus.FAILED.value and run.error == INTERRUPTED
+    assert run.status == RunStatus.FAILED and run.error == INTERRUPTED
     assert "Reconnect Polar" in run.error
     assert {s.status for s in run.steps} == {"skipped"}
     assert connected.integration.status == "failed" and connected.integration.last_error == INTERRUPTED
@@ -81,17 +81,17 @@ def test_reaper_fails_a_run_whose_worker_died(session, connect, redis_url):
 
 def test_reaper_leaves_runs_that_are_young_or_whose_job_is_alive(session, connect, redis_url):
     young = connect().run
-    _set(session, young.id, status=RunStatus.RUNNING.value, started_at=utcnow() - timedelta(minutes=5))
+    _set(session, young.id, status=RunStatus.RUNNING, started_at=utcnow() - timedelta(minutes=5))
     assert enqueue_pending(get_database(), redis_url) == []
     session.expire_all()
-    assert session.get(ProvisioningRun, young.id).status == RunStatus.RUNNING.value
+    assert session.get(ProvisioningRun, young.id).status == RunStatus.RUNNING
 
     # Old, but its job is waiting on the queue (a worker will pick it up): not the reaper's.
     _set(session, young.id, started_at=utcnow() - REAP_AFTER - timedelta(minutes=1))
     enqueue_run(young.id, redis_url)
     assert enqueue_pending(get_database(), redis_url) == []
     session.expire_all()
-    assert session.get(ProvisioningRun, young.id).status == RunStatus.RUNNING.value
+    assert session.get(ProvisioningRun, young.id).status == RunStatus.RUNNING
 
 
 def test_reaper_treats_a_started_job_without_a_live_worker_as_dead(session, connect, redis_url):
@@ -101,14 +101,14 @@ def test_reaper_treats_a_started_job_without_a_live_worker_as_dead(session, conn
     _set(
         session,
         run_id,
-        status=RunStatus.RUNNING.value,
+        status=RunStatus.RUNNING,
         started_at=utcnow() - REAP_AFTER - timedelta(minutes=1),
     )
 
     enqueue_pending(get_database(), redis_url)
 
     session.expire_all()
-    assert session.get(ProvisioningRun, run_id).status == RunStatus.FAILED.value
+    assert session.get(ProvisioningRun, run_id).status == RunStatus.FAILED
 
 
 def test_a_queued_run_whose_job_was_lost_is_enqueued_again(session, connect, redis_url):
@@ -162,7 +162,7 @@ def test_an_unexpected_error_with_retries_left_requeues_the_run_instead_of_faili
     assert job.get_status() == JobStatus.SCHEDULED  # RQ will retry it
     session.expire_all()
     run = session.get(ProvisioningRun, run_id)
-    assert run.status == RunStatus.QUEUED.value, run.error
+    assert run.status == RunStatus.QUEUED, run.error
     assert "IntegrityError" in run.error and "(retrying)" in run.error
     assert "support has been notified" not in run.error
     step = {s.name: s for s in run.steps}["save_mappings"]
@@ -177,5 +177,5 @@ def test_an_unexpected_error_with_retries_left_requeues_the_run_instead_of_faili
         jobs.provision(run_id, Settings.from_env())
     session.expire_all()
     run = session.get(ProvisioningRun, run_id)
-    assert run.status == RunStatus.FAILED.value and "IntegrityError" in run.error
+    assert run.status == RunStatus.FAILED and "IntegrityError" in run.error
     assert connected.integration.status == "failed"

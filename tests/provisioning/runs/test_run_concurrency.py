@@ -64,21 +64,19 @@ def test_two_runs_of_one_integration_at_once_create_each_object_once(live, contr
 
     assert {r["status"] for r in results.values()} == {"succeeded"}, results
     assert len(_products(control, live)) == 4
-    assert live.integration().status == IntegrationStatus.READY.value
+    assert live.integration().status == IntegrationStatus.READY
 
 
 def test_a_duplicate_job_does_not_rerun_a_run_already_running(live, control):
     with live.database.transaction() as s:
         s.execute(
-            update(ProvisioningRun)
-            .where(ProvisioningRun.id == live.run_id)
-            .values(status=RunStatus.RUNNING.value)
+            update(ProvisioningRun).where(ProvisioningRun.id == live.run_id).values(status=RunStatus.RUNNING)
         )
     control.delete("/_emulator/requests")
 
     result = provision(live.run_id, live.settings)
 
-    assert result["status"] == RunStatus.RUNNING.value
+    assert result["status"] == RunStatus.RUNNING
     assert control.get("/_emulator/requests").json() == []
     assert live.run().attempts == 0
 
@@ -101,7 +99,7 @@ def test_a_busy_integration_leaves_the_run_queued_for_a_retry(live, redis_conn, 
             provision(live.run_id, live.settings)
     finally:
         lock.release()
-    assert live.run().status == RunStatus.QUEUED.value
+    assert live.run().status == RunStatus.QUEUED
     assert control.get("/_emulator/requests").json() == []
     assert provision(live.run_id, live.settings)["status"] == "succeeded"
 
@@ -110,16 +108,16 @@ def test_disconnect_cancels_a_queued_run_and_its_job_stops_quietly(live, control
     with live.database.transaction() as s:
         assert disconnect(s, live.settings, live.workspace_id)
     run = live.run()
-    assert run.status == RunStatus.CANCELLED.value and "disconnected" in run.error
-    assert {s.status for s in run.steps} == {StepStatus.SKIPPED.value}
+    assert run.status == RunStatus.CANCELLED and "disconnected" in run.error
+    assert {s.status for s in run.steps} == {StepStatus.SKIPPED}
     control.delete("/_emulator/requests")
 
     result = provision(live.run_id, live.settings)
 
-    assert result["status"] == RunStatus.CANCELLED.value
+    assert result["status"] == RunStatus.CANCELLED
     assert writes(control) == []
     integration = live.integration()
-    assert integration.status == IntegrationStatus.NOT_CONNECTED.value and integration.last_error is None
+    assert integration.status == IntegrationStatus.NOT_CONNECTED and integration.last_error is None
 
 
 def test_disconnect_during_a_run_stops_it_and_nothing_is_written_back(live, control):
@@ -135,11 +133,11 @@ def test_disconnect_during_a_run_stops_it_and_nothing_is_written_back(live, cont
         assert disconnect(s, live.settings, live.workspace_id)
     thread.join(timeout=120)
 
-    assert result["status"] == RunStatus.CANCELLED.value, result
+    assert result["status"] == RunStatus.CANCELLED, result
     integration = live.integration()
-    assert integration.status == IntegrationStatus.NOT_CONNECTED.value
+    assert integration.status == IntegrationStatus.NOT_CONNECTED
     assert integration.access_token is None and integration.webhook_secret is None
     assert integration.last_error is None
     run = live.run()
-    assert run.status == RunStatus.CANCELLED.value
-    assert StepStatus.FAILED.value not in {s.status for s in run.steps}
+    assert run.status == RunStatus.CANCELLED
+    assert StepStatus.FAILED not in {s.status for s in run.steps}
