@@ -10,6 +10,7 @@ import uvicorn
 
 from polar_emulator.app import create_app
 from polar_emulator.config import EmulatorConfig
+from polar_emulator.domain.store import Store
 
 
 class EmulatorServer:
@@ -31,7 +32,7 @@ class EmulatorServer:
         return f"http://{self.host}:{self.port}"
 
     @property
-    def store(self):
+    def store(self) -> Store:
         return self.app.state.store
 
     def start(self, timeout: float = 10.0) -> EmulatorServer:

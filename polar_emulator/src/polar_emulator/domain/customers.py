@@ -78,7 +78,7 @@ def new_customer(
     if billing_address is not None:
         address = {k: billing_address.get(k) for k in ("line1", "line2", "postal_code", "city", "state")}
         address["country"] = billing_address["country"]
-    customer = {
+    customer: dict[str, Any] = {
         "id": new_id(),
         "created_at": now(store),
         "modified_at": None,

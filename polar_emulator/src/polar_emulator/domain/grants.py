@@ -8,7 +8,7 @@ fields plus ``organization_id`` and a ``_benefit`` snapshot); :func:`serialize_g
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, overload
 
 from polar_emulator.clock import isoformat
 from polar_emulator.domain.customers import customers_of, serialize_customer
@@ -22,11 +22,16 @@ def grants_of(store: Store) -> dict[str, dict[str, Any]]:
     return store.collections["benefit_grants"]
 
 
+@overload
+def benefit_of(store: Store, benefit_id: str, fallback: dict[str, Any]) -> dict[str, Any]: ...
+@overload
+def benefit_of(store: Store, benefit_id: str, fallback: None = None) -> dict[str, Any] | None: ...
 def benefit_of(
     store: Store, benefit_id: str, fallback: dict[str, Any] | None = None
 ) -> dict[str, Any] | None:
     """The live benefit from the benefits collection, else the copy embedded in a product."""
-    return store.collections["benefits"].get(benefit_id) or fallback
+    benefit: dict[str, Any] | None = store.collections["benefits"].get(benefit_id)
+    return benefit or fallback
 
 
 def new_grant(

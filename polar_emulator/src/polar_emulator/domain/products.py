@@ -27,9 +27,9 @@ def get_product(store: Store, product_id: str | UUID) -> dict[str, Any] | None:
     return collection(store, "products").get(str(product_id))
 
 
-def get_price(store: Store, price_id: str | UUID) -> dict[str, Any] | None:
-    """A stored price (API shape), archived ones included."""
-    return collection(store, "product_prices").get(str(price_id))
+def get_price(store: Store, price_id: str | UUID) -> dict[str, Any]:
+    """A stored price (API shape), archived ones included; products only refer to stored prices."""
+    return collection(store, "product_prices")[str(price_id)]
 
 
 def serialize_product(store: Store, product: dict[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
 
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import KeySet, KeySetSerialization, RSAKey
 
 ID_TOKEN_ALG = "RS256"
 
@@ -15,6 +14,6 @@ def signing_key() -> RSAKey:
     return RSAKey.generate_key(2048, parameters={"use": "sig", "alg": ID_TOKEN_ALG}, auto_kid=True)
 
 
-def jwks() -> dict[str, Any]:
+def jwks() -> KeySetSerialization:
     """The public half only, with ``kid``."""
     return KeySet([signing_key()]).as_dict(private=False)

@@ -14,6 +14,8 @@ from authlib.oauth2.rfc6749 import JsonPayload, JsonRequest, OAuth2Payload, OAut
 from starlette.datastructures import FormData, QueryParams
 from starlette.requests import Request
 
+from polar_emulator.domain.oauth import OAuth2Client
+
 
 def _multi(items: list[tuple[str, Any]]) -> dict[str, list[str]]:
     values: dict[str, list[str]] = defaultdict(list)
@@ -85,8 +87,9 @@ class StarletteJsonRequest(JsonRequest):
         self._request = request
         # The emulator has no web session: every registration caller is anonymous.
         self.user = None
+        # Set by Authlib: the Bearer token's credential and the client it authenticates.
         self.credential: Any = None
-        self.client: Any = None
+        self.client: OAuth2Client | None = None
 
     def url_for(self, name: str, **path_params: Any) -> str:
         return str(self._request.url_for(name, **path_params))

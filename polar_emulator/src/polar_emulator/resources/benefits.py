@@ -166,7 +166,7 @@ router = BENEFITS.router
 async def create_benefit(request: Request, body: BenefitCreate) -> dict:
     _, organization_id = BENEFITS.new_owner(request, body.organization_id)
     store = get_store(request)
-    benefit = {
+    benefit: dict[str, Any] = {
         "id": new_id(),
         "created_at": now(store),
         "modified_at": None,
@@ -197,7 +197,7 @@ async def list_benefits(
 ) -> dict:
     ids = {str(i) for i in id} if id else None
     excluded = {str(i) for i in exclude_id or []}
-    return BENEFITS.list(
+    return BENEFITS.list_records(
         request,
         lambda b: (
             not b["is_deleted"]

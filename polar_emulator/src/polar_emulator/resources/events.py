@@ -50,21 +50,17 @@ class EventsIngest(BaseModel):
     events: list[EventCreateCustomer | EventCreateExternalCustomer]
 
 
-def _event_organization(
-    subject: AuthSubject, event: _EventBase, index: int
-) -> tuple[str | None, dict | None]:
-    """Polar's get_payload_organization, per event; ``(organization_id, error)``."""
+def _event_organization(subject: AuthSubject, event: _EventBase, index: int) -> str | dict[str, Any]:
+    """Polar's get_payload_organization, per event: the organization id, or the validation error."""
     reachable = subject.organization_ids()
-    loc = ["body", "events", index, "organization_id"]
+    loc: list[str | int] = ["body", "events", index, "organization_id"]
     if event.organization_id is None:
         if subject.token.organization_ids and len(reachable) == 1:
-            return reachable[0], None
-        return None, validation_item(loc, "organization_id is required.", "missing", None)
+            return reachable[0]
+        return validation_item(loc, "organization_id is required.", "missing", None)
     if str(event.organization_id) not in reachable:
-        return None, validation_item(
-            loc, "Organization not found.", "value_error", str(event.organization_id)
-        )
-    return str(event.organization_id), None
+        return validation_item(loc, "Organization not found.", "value_error", str(event.organization_id))
+    return str(event.organization_id)
 
 
 @router.post("/ingest")
@@ -76,9 +72,9 @@ async def ingest(request: Request, body: EventsIngest) -> dict[str, int]:
     rows: list[dict[str, Any]] = []
     # Validate everything first: one bad event rejects the batch and nothing is inserted.
     for i, event in enumerate(body.events):
-        organization_id, error = _event_organization(subject, event, i)
-        if error is not None:
-            errors.append(error)
+        organization_id = _event_organization(subject, event, i)
+        if isinstance(organization_id, dict):
+            errors.append(organization_id)
             continue
         if not subject.can(organization_id, "events:ingest"):
             errors.append(
@@ -90,7 +86,7 @@ async def ingest(request: Request, body: EventsIngest) -> dict[str, int]:
                 )
             )
             continue
-        row = {
+        row: dict[str, Any] = {
             "id": new_id(),
             "timestamp": isoformat(event.timestamp or store.clock.now()),
             "organization_id": organization_id,

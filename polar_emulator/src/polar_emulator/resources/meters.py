@@ -115,7 +115,7 @@ async def list_meters(
     is_archived: bool | None = Query(None),
     organization_id: list[UUID] | None = Query(None),
 ) -> dict:
-    return METERS.list(
+    return METERS.list_records(
         request,
         lambda m: (
             text_contains(m["name"], query)
@@ -133,7 +133,8 @@ async def get_meter_route(request: Request, id: UUID) -> dict:
 async def update_meter(request: Request, id: UUID, body: MeterUpdate) -> dict:
     _, meter = METERS.for_write(request, id)
     changes = body.model_dump(mode="json", exclude_unset=True, exclude_none=True, exclude={"is_archived"})
-    _check_unit(changes.get("unit", meter["unit"]), changes.get("custom_label", meter["custom_label"]))
+    updated = {**meter, **changes}
+    _check_unit(updated["unit"], updated["custom_label"])
     store = get_store(request)
     meter.update(changes)
     if body.is_archived is not None:

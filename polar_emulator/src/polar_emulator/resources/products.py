@@ -414,7 +414,7 @@ async def create_product(request: Request, body: ProductCreate) -> dict:
     if errors:
         raise validation_error(*errors)
     product_id = new_id()
-    product = {
+    product: dict[str, Any] = {
         "id": product_id,
         "created_at": now(store),
         "modified_at": None,
@@ -456,14 +456,14 @@ async def list_products(
 ) -> dict:
     ids = {str(i) for i in id} if id else None
     benefit_ids = {str(b) for b in benefit_id} if benefit_id else None
-    return PRODUCTS.list(
+    return PRODUCTS.list_records(
         request,
         lambda p: (
             (ids is None or p["id"] in ids)
             and text_contains(p["name"], query)
             and (is_archived is None or p["is_archived"] == is_archived)
             and (is_recurring is None or p["is_recurring"] == is_recurring)
-            and (benefit_ids is None or benefit_ids.intersection(b["id"] for b in p["benefits"]))
+            and (benefit_ids is None or not benefit_ids.isdisjoint(b["id"] for b in p["benefits"]))
             and (visibility is None or p["visibility"] in visibility)
         ),
         serialize=serialize_product,

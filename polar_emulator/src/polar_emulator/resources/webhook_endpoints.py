@@ -11,7 +11,7 @@ with ``strict_webhook_urls``; by default it accepts them so local runs and tests
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -117,7 +117,7 @@ router = ENDPOINTS.router
 
 @router.get("")
 async def list_webhook_endpoints(request: Request, organization_id: list[UUID] | None = Query(None)) -> dict:
-    return ENDPOINTS.list(request, metadata=False)
+    return ENDPOINTS.list_records(request, metadata=False)
 
 
 @router.post("", status_code=201)
@@ -125,7 +125,7 @@ async def create_webhook_endpoint(request: Request, body: WebhookEndpointCreate)
     _, organization_id = ENDPOINTS.new_owner(request, body.organization_id)
     check_url(request, body.url)
     store = get_store(request)
-    endpoint = {
+    endpoint: dict[str, Any] = {
         "created_at": now(store),
         "modified_at": None,
         "id": new_id(),
