@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
+from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI
 
 from app.accounts.models import Membership, User, Workspace
-from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI
 from provisioning.config import Settings
 from provisioning.connect.service import begin_connect, complete_connect
 from provisioning.db import Database

@@ -18,6 +18,7 @@ from app.accounts import service
 from app.accounts.models import Role, User, Workspace
 from provisioning.config import Settings
 from provisioning.db import Database
+from tests.live_polar import live_polar, production_server  # noqa: F401  (fixtures)
 
 PASSWORD = "correct horse battery"
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')

@@ -18,6 +18,7 @@ from provisioning.config import Settings
 from provisioning.connect.service import begin_connect, complete_connect
 from provisioning.integrations.models import PolarIntegration
 from provisioning.runs.models import ProvisioningRun
+from tests.live_polar import live_polar, production_server  # noqa: F401  (fixtures)
 
 # Port 9 (discard) refuses connections at once: the emulator's deliveries to it just fail.
 PUBLIC_BASE_URL = "http://127.0.0.1:9"
