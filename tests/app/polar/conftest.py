@@ -21,9 +21,10 @@ from tests.app.conftest import csrf_token
 
 @dataclass
 class Consent:
-    """Polar's answer: the callback's query string."""
+    """Polar's answer: where it sends the browser back (our callback path) and the query string."""
 
     query: str
+    path: str = "/polar/callback"
 
     @property
     def params(self) -> dict[str, str]:
@@ -31,13 +32,14 @@ class Consent:
 
     @property
     def callback_path(self) -> str:
-        return f"/polar/callback?{self.query}"
+        return f"{self.path}?{self.query}"
 
 
-def start_connect(client: FlaskClient, workspace_id: str) -> str:
-    """Click Connect Polar; return the authorize URL we are sent to."""
+def start_connect(client: FlaskClient, workspace_id: str, environment: str | None = None) -> str:
+    """Click Connect Polar (in ``environment``'s mode); return the authorize URL we are sent to."""
     token = csrf_token(client, f"/workspaces/{workspace_id}/polar")
-    response = client.post(f"/workspaces/{workspace_id}/polar/connect", data={"csrf_token": token})
+    data = {"csrf_token": token, **({"environment": environment} if environment else {})}
+    response = client.post(f"/workspaces/{workspace_id}/polar/connect", data=data)
     assert response.status_code == 303, response.get_data(as_text=True)
     return response.headers["Location"]
 
@@ -58,8 +60,8 @@ def consent(
     answer = httpx.post(authorize_url, data=data, follow_redirects=False)
     assert answer.status_code in (302, 303), answer.text
     location = urlsplit(answer.headers["location"])
-    assert location.path == "/polar/callback"
-    return Consent(location.query)
+    assert location.path.startswith("/polar/callback"), location
+    return Consent(location.query, location.path)
 
 
 def run_jobs(redis_url: str, settings: Settings) -> None:
