@@ -49,7 +49,6 @@ import sqlalchemy as sa
 from provisioning import db as db_module
 
 PG_BASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_BASE_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 
 def create_schema(engine: sa.Engine) -> None:
@@ -133,15 +132,86 @@ def sqlite_database(tmp_path) -> Iterator[db_module.Database]:
     engine.dispose()
 
 
+# -- Redis: a server of each test process's own, emptied around each test ------------------------
+
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+# Each test process (each xdist worker) starts its own redis-server on a Unix socket in a fresh
+# temporary directory: two test runs on one machine never share a keyspace, and no port is raced for.
+REDIS_SERVER = os.environ.get("TEST_REDIS_SERVER", "redis-server")
+REDIS_START_TIMEOUT = 10.0
+
+
+def _stop_with_this_process() -> None:
+    """Run in the child before exec: have Linux send it SIGTERM if the test process dies (even SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """The URL of a redis-server this test process started (no persistence), stopped at the end."""
+    binary = shutil.which(REDIS_SERVER)
+    if binary is None:
+        pytest.fail(f"{REDIS_SERVER!r} not found: install Redis, or set TEST_REDIS_SERVER to its path")
+    workdir = Path(tempfile.mkdtemp(prefix="connect-polar-redis-"))
+    socket_path, log_path = workdir / "redis.sock", workdir / "redis.log"
+    args = [binary, "--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700"]
+    args += ["--save", "", "--appendonly", "no", "--dir", str(workdir), "--logfile", str(log_path)]
+    # The death signal follows the forking thread, so only ask for it from the main thread.
+    main_thread = threading.current_thread() is threading.main_thread()
+    process = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_stop_with_this_process if main_thread and sys.platform == "linux" else None,
+    )
+    url = f"unix://{socket_path}"
+    client = redis_lib.Redis.from_url(url, socket_timeout=5)
+    try:
+        deadline = time.monotonic() + REDIS_START_TIMEOUT
+        while True:  # wait until it answers: usually a few milliseconds
+            if process.poll() is not None:
+                log = log_path.read_text(errors="replace") if log_path.exists() else ""
+                pytest.fail(f"redis-server exited with {process.returncode}: {log[-2000:]}")
+            try:
+                client.ping()
+                break
+            except (redis_lib.ConnectionError, FileNotFoundError):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"redis-server did not answer on {socket_path} within {REDIS_START_TIMEOUT}s")
+                time.sleep(0.005)
+        yield url
+    finally:
+        client.close()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 @pytest.fixture
-def redis_url(worker_id: str) -> Iterator[str]:
-    """A Redis database of this test process's own, emptied before and after the test."""
-    index = 1 if worker_id == "master" else 1 + int(worker_id.removeprefix("gw")) % 15
-    url = f"{REDIS_BASE_URL}/{index}"
-    client = redis_lib.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
+def redis_url(redis_server: str) -> Iterator[str]:
+    """This test process's own Redis (see ``redis_server``), emptied before and after the test."""
+    client = redis_lib.Redis.from_url(redis_server)
+    client.flushall()
+    yield redis_server
+    client.flushall()
     client.close()
 
 
