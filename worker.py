@@ -60,9 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Configuration error: {exc}", file=sys.stderr)
         return 2
     database = configure(Database(url=settings.database_url))
+    engine = database.engine
+    assert engine is not None
     # RQ forks a work horse per job: the child must open its own connections, never reuse the
     # parent's pooled sockets (the parent's sweeper thread keeps using them).
-    os.register_at_fork(after_in_child=lambda: database.engine.dispose(close=False))
+    os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
     sweep(database, settings)
     stop = threading.Event()
     if not args.burst:

@@ -58,7 +58,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     web_db.init_app(app)
     csrf.init_app(app)
     login_manager.init_app(app)
-    migrate.init_app(app, web_db.MigrationTarget(db), directory=str(MIGRATIONS_DIR))
+    # Flask-Migrate only reads ``.metadata`` and ``.engine`` of its ``db``: MigrationTarget has both.
+    target = web_db.MigrationTarget(db)
+    migrate.init_app(app, target, directory=str(MIGRATIONS_DIR))  # type: ignore[arg-type]
 
     served = settings.polar_environments.values()
     security.init_app(
@@ -99,12 +101,12 @@ def _register_error_pages(app: Flask) -> None:
     from werkzeug.exceptions import HTTPException
 
     @app.errorhandler(CSRFError)
-    def _csrf_error(exc: CSRFError):
+    def _csrf_error(exc: CSRFError) -> tuple[str, int]:
         message = "Your form expired or was not sent from this site. Go back, reload the page and try again."
         return render_template("errors/error.html", code=400, title="Bad request", message=message), 400
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
+    def _http_error(exc: HTTPException) -> HTTPException | tuple[str, int]:
         if exc.code is None or exc.code < 400:
             return exc
         return (

@@ -8,6 +8,7 @@ configured, then runs the web server and an RQ worker until Ctrl-C.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,7 +28,9 @@ INSTANCE = ROOT / "instance"
 DEV_ENV = INSTANCE / "dev.env"
 BIN = Path(sys.executable).parent
 WEB_HOST, WEB_PORT = "127.0.0.1", 5000
-EMULATOR_HOST, EMULATOR_PORT = "127.0.0.1", 8765
+EMULATOR_HOST = "127.0.0.1"
+# Two local Polars, as Polar has two servers: sandbox (test mode) and production (live mode).
+EMULATORS = (("sandbox", 8765, "/polar/callback"), ("production", 8766, "/polar/callback/production"))
 
 
 def say(message: str) -> None:
@@ -77,7 +81,7 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def wait_for(check, what: str, timeout: float = 20.0) -> None:
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -157,28 +161,37 @@ def ensure_redis(env: dict[str, str], children: Children) -> None:
     wait_for(lambda: redis_answers(url), "redis-server")
 
 
-def ensure_polar(env: dict[str, str], children: Children) -> bool:
-    """Start the emulator and point the app at it when no Polar client is configured."""
+def ensure_polar(env: dict[str, str], children: Children) -> list[str]:
+    """Without a Polar client configured, start a local Polar for each environment (sandbox for
+    test mode, production for live mode) and point the app at them. Returns their URLs."""
     if env.get("POLAR_OAUTH_CLIENT_ID"):
-        return False
+        return []
     from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
-    url = f"http://{EMULATOR_HOST}:{EMULATOR_PORT}"
-    if port_open(EMULATOR_HOST, EMULATOR_PORT):
-        say(f"something already listens on {url}: using it as the Polar emulator")
-    else:
-        say(f"no POLAR_OAUTH_CLIENT_ID: starting the Polar emulator on {url}")
-        args = [sys.executable, "-m", "polar_emulator", "--host", EMULATOR_HOST, "--port", str(EMULATOR_PORT)]
-        children.start("emulator", args, env)
-        wait_for(lambda: port_open(EMULATOR_HOST, EMULATOR_PORT), "the Polar emulator")
-    env.update(
-        POLAR_API_URL=url,
-        POLAR_WEB_URL=url,
-        POLAR_OAUTH_CLIENT_ID=DEMO_CLIENT_ID,
-        POLAR_OAUTH_CLIENT_SECRET=DEMO_CLIENT_SECRET,
-        POLAR_OAUTH_REDIRECT_URI=f"http://{WEB_HOST}:{WEB_PORT}/polar/callback",
-    )
-    return True
+    urls = []
+    for environment, port, callback in EMULATORS:
+        url = f"http://{EMULATOR_HOST}:{port}"
+        redirect_uri = f"http://{WEB_HOST}:{WEB_PORT}{callback}"
+        if port_open(EMULATOR_HOST, port):
+            say(f"something already listens on {url}: using it as the local Polar ({environment})")
+        else:
+            say(f"no POLAR_OAUTH_CLIENT_ID: starting a local Polar ({environment}) on {url}")
+            args = [sys.executable, "-m", "polar_emulator", "--host", EMULATOR_HOST, "--port", str(port)]
+            children.start(f"polar-{environment}", [*args, "--redirect-uri", redirect_uri], env)
+            wait_for(functools.partial(port_open, EMULATOR_HOST, port), f"the local Polar ({environment})")
+        prefix = "POLAR_" if environment == "sandbox" else "POLAR_PRODUCTION_"
+        env.update(
+            {
+                f"{prefix}API_URL": url,
+                f"{prefix}WEB_URL": url,
+                f"{prefix}OAUTH_CLIENT_ID": DEMO_CLIENT_ID,
+                f"{prefix}OAUTH_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+                f"{prefix}OAUTH_REDIRECT_URI": redirect_uri,
+            }
+        )
+        urls.append(url)
+    env["POLAR_SERVER"] = "sandbox"
+    return urls
 
 
 def flask(env: dict[str, str], *args: str) -> str:
@@ -223,8 +236,8 @@ def main() -> None:
         say(login)
         if emulated:
             say(
-                f"Polar is the local emulator (http://{EMULATOR_HOST}:{EMULATOR_PORT}); on its consent page "
-                "pick demo@polar.local and Allow"
+                f"Polar is local: test mode at {emulated[0]}, live mode at {emulated[1]}; on their "
+                "consent pages pick demo@polar.local and Allow"
             )
         say("Ctrl-C stops everything")
         while (ended := children.exited()) is None:

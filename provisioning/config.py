@@ -116,8 +116,8 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:5000"
     plans_file: Path = DEFAULT_PLANS_FILE
     polar_server: str = "sandbox"
-    polar_api_url: str = POLAR_URLS["sandbox"][0]
-    polar_web_url: str = POLAR_URLS["sandbox"][1]
+    polar_api_url: str = POLAR_URLS[PolarEnvironment.SANDBOX][0]
+    polar_web_url: str = POLAR_URLS[PolarEnvironment.SANDBOX][1]
     polar_oauth_client_id: str = ""
     polar_oauth_client_secret: str = ""
     polar_oauth_redirect_uri: str = "http://127.0.0.1:5000/polar/callback"
@@ -224,10 +224,10 @@ class Settings:
             )
         if not self.polar_configured:
             raise ConfigError("POLAR_OAUTH_CLIENT_ID and POLAR_OAUTH_CLIENT_SECRET must be set in production")
-        for other in self.other_polar_environments:
-            if not other.configured:
+        for extra in self.other_polar_environments:
+            if not extra.configured:
                 raise ConfigError(
-                    f"POLAR_{other.environment.name}_OAUTH_CLIENT_SECRET must be set in production"
+                    f"POLAR_{extra.environment.name}_OAUTH_CLIENT_SECRET must be set in production"
                 )
         if self.database_url.startswith("sqlite"):
             raise ConfigError("DATABASE_URL points at SQLite: use PostgreSQL in production")

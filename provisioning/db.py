@@ -91,10 +91,9 @@ class Database:
             assert url is not None, "Database needs an engine, a bind or a url"
             engine = make_engine(url)
         self.engine = engine
+        options: dict[str, Any] = {"join_transaction_mode": "create_savepoint"} if bind is not None else {}
         self.sessionmaker = sessionmaker(
-            bind=bind if bind is not None else engine,
-            expire_on_commit=False,
-            **({"join_transaction_mode": "create_savepoint"} if bind is not None else {}),
+            bind=bind if bind is not None else engine, expire_on_commit=False, **options
         )
 
     def session(self) -> Session:

@@ -29,7 +29,7 @@ def deliver(path_token: str) -> tuple[Response, int]:
         return jsonify(error="payload too large"), 413
     db = db_session()
     try:
-        receipt = receive(db, settings(), path_token=path_token, body=body, headers=request.headers)
+        receipt = receive(db, settings(), path_token=path_token, body=body, headers=dict(request.headers))
     except WebhookRejected as exc:
         db.rollback()
         return jsonify(error=str(exc)), exc.status

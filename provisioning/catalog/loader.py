@@ -128,6 +128,7 @@ class _Fields:
             self.fail("id", "is required")
         if not isinstance(value, str) or not ID_RE.match(value):
             self.fail("id", f"must be lowercase letters, digits, '-' or '_' (max 64), got {value!r}")
+        assert isinstance(value, str)
         return value
 
     def text(self, name: str, *, required: bool = True, min_len: int = 1, max_len: int = 500) -> str | None:

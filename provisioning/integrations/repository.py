@@ -4,9 +4,9 @@ writes them with SQL. Functions flush at most; their callers' handlers and jobs 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row, column, select, table, update
+from sqlalchemy import column, select, table, update
 from sqlalchemy.orm import Session
 
 from provisioning.config import PolarEnvironment
@@ -57,12 +57,18 @@ def ids(session: Session) -> list[str]:
     return list(session.scalars(select(PolarIntegration.id)))
 
 
-def connection_state(session: Session, integration_id: str, *, lock: bool = False) -> Row[Any] | None:
-    """(status, access_token ciphertext) as committed; with ``lock`` the row stays locked."""
+class ConnectionState(NamedTuple):
+    status: IntegrationStatus
+    access_token: str | None  # ciphertext
+
+
+def connection_state(session: Session, integration_id: str, *, lock: bool = False) -> ConnectionState | None:
+    """The status and access token as committed; with ``lock`` the row stays locked."""
     query = select(PolarIntegration.status, PolarIntegration.access_token).where(
         PolarIntegration.id == integration_id
     )
-    return session.execute(query.with_for_update() if lock else query).one_or_none()
+    row = session.execute(query.with_for_update() if lock else query).one_or_none()
+    return ConnectionState(row[0], row[1]) if row is not None else None
 
 
 def refresh_token_ciphertext(session: Session, integration_id: str) -> str | None:

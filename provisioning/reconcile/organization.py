@@ -40,9 +40,10 @@ def create_for_workspace(api: PolarApi, workspace_name: str, workspace_id: str) 
             slug=slug,
         )
     except AmbiguousWriteError:
-        org = _by_slug(api, slug)
-        if org is None:
+        found = _by_slug(api, slug)
+        if found is None:
             raise
+        org = found
     return OrganizationResult(org.id, org.name, org.slug, created=True)
 
 

@@ -52,7 +52,7 @@ def enqueue_pending(
         never_enqueued = repository.queued_never_enqueued(session, cutoff)
         enqueued_before = repository.queued_enqueued_before(session, cutoff)
         stale_running = repository.running_started_before(session, now - reap_after)
-    done = []
+    done: list[str] = []
     try:
         connection = connect(redis_url)
         lost = [r for r in enqueued_before if not has_active_job(connection, r)]

@@ -101,7 +101,7 @@ def job_is_active(connection: redis.Redis, job: Job) -> bool:
         registry = StartedJobRegistry(job.origin, connection=connection, serializer=JSONSerializer)
         live = connection.zrangebyscore(registry.key, time.time(), "+inf")
         prefix = f"{job.id}:".encode()
-        return any(member.startswith(prefix) for member in live)
+        return any(isinstance(member, bytes) and member.startswith(prefix) for member in live)
     return status in ACTIVE_STATUSES
 
 

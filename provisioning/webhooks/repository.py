@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -48,11 +49,17 @@ def count_events(session: Session, integration_id: str) -> int:
     )
 
 
-def latest_event(session: Session, integration_id: str) -> Row[Any] | None:
-    """The newest delivery's (event_type, received_at)."""
-    return session.execute(
+class EventSummary(NamedTuple):
+    event_type: str
+    received_at: datetime
+
+
+def latest_event(session: Session, integration_id: str) -> EventSummary | None:
+    """The newest delivery's type and time."""
+    row = session.execute(
         select(PolarWebhookEvent.event_type, PolarWebhookEvent.received_at)
         .where(PolarWebhookEvent.integration_id == integration_id)
         .order_by(PolarWebhookEvent.received_at.desc())
         .limit(1)
     ).first()
+    return EventSummary(row[0], row[1]) if row is not None else None
