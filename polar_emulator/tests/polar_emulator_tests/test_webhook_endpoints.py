@@ -9,7 +9,7 @@ from polar.v2026_10.errors import HTTPValidationError, ResourceNotFound
 
 from polar_emulator import EmulatorConfig, EmulatorServer
 from polar_emulator.domain.oauth import Token
-from tests.polar_emulator.resource_helpers import call, demo_token, http, org_id, sdk
+from polar_emulator_tests.resource_helpers import call, demo_token, http, org_id, sdk
 
 SECRET = re.compile(r"^whsec_[A-Za-z0-9]{43}$")
 LOCAL_URL = "http://127.0.0.1:9/hooks"

@@ -11,7 +11,7 @@ from authlib.integrations.httpx_client import OAuth2Client
 
 from polar_emulator import EmulatorServer
 from polar_emulator.config import DEMO_CLIENT_ID, DEMO_USER_EMAIL
-from tests.polar_emulator.oauth_support import exchange, get_code, pkce_pair, query_of, userinfo
+from polar_emulator_tests.oauth_support import exchange, get_code, pkce_pair, query_of, userinfo
 
 REGISTER_URL = "/v1/oauth2/register"
 REDIRECT_URI = "http://127.0.0.1:5001/app/callback"

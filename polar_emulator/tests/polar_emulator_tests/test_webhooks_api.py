@@ -5,11 +5,11 @@ from __future__ import annotations
 from polar.v2026_10 import Polar
 
 from polar_emulator import EmulatorServer
-from tests.polar_emulator import webhook_fixtures as wf
-from tests.polar_emulator.conftest import IssueToken
-from tests.polar_emulator.spec import validate_response
-from tests.polar_emulator.webhook_fixtures import Hooks, deliveries, wait_event_done
-from tests.polar_emulator.webhook_receiver import wait_for
+from polar_emulator_tests import webhook_fixtures as wf
+from polar_emulator_tests.conftest import IssueToken
+from polar_emulator_tests.spec import validate_response
+from polar_emulator_tests.webhook_fixtures import Hooks, deliveries, wait_event_done
+from polar_emulator_tests.webhook_receiver import wait_for
 
 # Fixtures used by this module.
 receiver, make_endpoint, org_ids, owner_tokens, hooks = wf.FIXTURES

@@ -11,8 +11,8 @@ import pytest
 
 from polar_emulator import EmulatorServer
 from polar_emulator.tokens import new_id
-from tests.polar_emulator.conftest import IssueToken
-from tests.polar_emulator.webhook_receiver import Receiver, wait_for
+from polar_emulator_tests.conftest import IssueToken
+from polar_emulator_tests.webhook_receiver import Receiver, wait_for
 
 MakeEndpoint = Callable[..., dict[str, Any]]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from polar.v2026_10.errors import HTTPValidationError, ResourceNotFound
 
-from tests.polar_emulator.resource_helpers import METER_BODY, call, demo_token, http, org_id, sdk
+from polar_emulator_tests.resource_helpers import METER_BODY, call, demo_token, http, org_id, sdk
 
 
 def test_sdk_create_list_get_update(emulator, issue_token):

@@ -4,31 +4,31 @@
 schema of that status (or of ``default``) and validates ``body`` with a Draft 2020-12 validator;
 ``$ref``s resolve against the whole document. ``validate_schema("WebhookProductCreatedPayload",
 obj)`` validates against one ``components.schemas`` entry. Both raise :class:`SpecError` with
-every violation listed. The spec is loaded once per process.
+every violation listed. The document is the emulator's own copy (:mod:`polar_emulator.spec`),
+loaded once per process.
 """
 
 from __future__ import annotations
 
-import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path("/work/shared/polar/openapi-2026-10.json")
-_URI = "urn:polar:openapi-2026-10"
+from polar_emulator.spec import API_VERSION, openapi_document
+
+_URI = f"urn:polar:openapi-{API_VERSION}"
 
 
 class SpecError(AssertionError):
     """A body that does not match Polar's schema, or an operation the spec lacks."""
 
 
-@cache
 def spec() -> dict[str, Any]:
-    return json.loads(SPEC_PATH.read_text())
+    """The whole document (the emulator's copy; do not change it)."""
+    return openapi_document()
 
 
 @cache

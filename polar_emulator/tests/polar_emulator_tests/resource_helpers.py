@@ -8,7 +8,7 @@ import httpx
 from polar.v2026_10 import Polar
 
 from polar_emulator import EmulatorServer
-from tests.polar_emulator.spec import validate_response
+from polar_emulator_tests.spec import validate_response
 
 
 def sdk(emulator: EmulatorServer, token: str) -> Polar:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from polar.v2026_10.errors import HTTPValidationError, ResourceNotFound
 
-from tests.polar_emulator.resource_helpers import call, http, org_id, sdk
+from polar_emulator_tests.resource_helpers import call, http, org_id, sdk
 
 MULTI = "multi@polar.local"
 

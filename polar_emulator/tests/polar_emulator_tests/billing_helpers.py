@@ -12,8 +12,8 @@ from polar.v2026_10 import Polar
 from polar.v2026_10 import webhooks as sdk_webhooks
 
 from polar_emulator import EmulatorServer
-from tests.polar_emulator.resource_helpers import call, fixed_price, http, org_id, sdk
-from tests.polar_emulator.spec import spec, validate_schema
+from polar_emulator_tests.resource_helpers import call, fixed_price, http, org_id, sdk
+from polar_emulator_tests.spec import spec, validate_schema
 
 
 @pytest.fixture(name="org")

@@ -10,9 +10,9 @@ from polar.v2026_10 import Polar, errors
 from polar.v2026_10 import outputs as o
 
 from polar_emulator import EmulatorServer
-from tests.polar_emulator import billing_helpers as bh
-from tests.polar_emulator.billing_helpers import check_webhook_payload, purchase, raised
-from tests.polar_emulator.resource_helpers import call, http
+from polar_emulator_tests import billing_helpers as bh
+from polar_emulator_tests.billing_helpers import check_webhook_payload, purchase, raised
+from polar_emulator_tests.resource_helpers import call, http
 
 # Fixtures used by this module.
 api_fixture, catalog_fixture, org_fixture, polar_fixture, token_fixture = bh.FIXTURES

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from polar_emulator import EmulatorServer
-from tests.polar_emulator.conftest import IssueToken
+from polar_emulator_tests.conftest import IssueToken
 
 ORGS = "/v1/organizations/"
 

@@ -11,9 +11,9 @@ from polar.v2026_10.webhooks import validate_event
 
 from polar_emulator import EmulatorServer
 from polar_emulator.domain.webhooks.delivery import MAX_ATTEMPTS
-from tests.polar_emulator import webhook_fixtures as wf
-from tests.polar_emulator.spec import SpecError, spec, validate_schema
-from tests.polar_emulator.webhook_fixtures import (
+from polar_emulator_tests import webhook_fixtures as wf
+from polar_emulator_tests.spec import SpecError, spec, validate_schema
+from polar_emulator_tests.webhook_fixtures import (
     Hooks,
     deliveries,
     emit,
@@ -21,7 +21,7 @@ from tests.polar_emulator.webhook_fixtures import (
     member_data,
     wait_event_done,
 )
-from tests.polar_emulator.webhook_receiver import Receiver, wait_for
+from polar_emulator_tests.webhook_receiver import Receiver, wait_for
 
 # Fixtures used by this module.
 receiver, make_endpoint, org_ids, owner_tokens, hooks = wf.FIXTURES

@@ -13,10 +13,10 @@ from polar.webhooks import PolarWebhookError
 from polar_emulator import EmulatorServer
 from polar_emulator.clock import isoformat
 from polar_emulator.tokens import generate_token, new_id
-from tests.polar_emulator import billing_helpers as bh
-from tests.polar_emulator.billing_helpers import check_webhook_payload, purchase, raised
-from tests.polar_emulator.resource_helpers import call
-from tests.polar_emulator.webhook_receiver import Receiver, wait_for
+from polar_emulator_tests import billing_helpers as bh
+from polar_emulator_tests.billing_helpers import check_webhook_payload, purchase, raised
+from polar_emulator_tests.resource_helpers import call
+from polar_emulator_tests.webhook_receiver import Receiver, wait_for
 
 # Fixtures used by this module.
 api_fixture, catalog_fixture, org_fixture, polar_fixture, token_fixture = bh.FIXTURES

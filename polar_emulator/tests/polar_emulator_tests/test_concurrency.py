@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from polar_emulator import EmulatorServer
-from tests.polar_emulator.resource_helpers import demo_token, org_id, product_body
+from polar_emulator_tests.resource_helpers import demo_token, org_id, product_body
 
 N = 24
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from polar.v2026_10.errors import HTTPValidationError, ResourceNotFound
 
-from tests.polar_emulator.resource_helpers import (
+from polar_emulator_tests.resource_helpers import (
     METER_BODY,
     call,
     demo_token,
