@@ -4,17 +4,17 @@ process, the web app on a real port): those cannot see a test's savepoint."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI
 
-from app.accounts.models import Membership, User, Workspace
 from provisioning.config import Settings
 from provisioning.connect.service import begin_connect, complete_connect
 from provisioning.db import Database
 from provisioning.runs.models import ProvisioningRun
+from tests.factories import make_owner
 from tests.provisioning.conftest import consent
 
 
@@ -50,11 +50,7 @@ def connect_committed(database: Database, settings: Settings, *, name: str) -> C
     """An owner and workspace, then Connect Polar as demo@polar.local, each step committed."""
     slug = name.lower().replace(" ", "-")
     with database.transaction() as session:
-        user, workspace = User(email=f"owner@{slug}.test", password_hash="x"), Workspace(name=name)
-        session.add_all([user, workspace])
-        session.flush()
-        session.add(Membership(workspace_id=workspace.id, user_id=user.id, role="owner"))
-        user_id, workspace_id = user.id, workspace.id
+        user_id, workspace_id = astuple(make_owner(session, name, email=f"owner@{slug}.test"))
     with database.transaction() as session:
         start = begin_connect(session, settings, workspace_id=workspace_id, user_id=user_id)
     code, state = consent(start.authorize_url)

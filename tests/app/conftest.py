@@ -14,13 +14,13 @@ from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIR
 from sqlalchemy.orm import Session
 
 from app import create_app
-from app.accounts import service
-from app.accounts.models import Role, User, Workspace
+from app.accounts.models import User, Workspace
 from provisioning.config import Settings
 from provisioning.db import Database
+from tests import factories
 from tests.live_polar import live_polar, production_server  # noqa: F401  (fixtures)
 
-PASSWORD = "correct horse battery"
+PASSWORD = factories.PASSWORD
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
@@ -61,19 +61,17 @@ def client(app: Flask) -> FlaskClient:
 
 @dataclass
 class Accounts:
-    """Builds real users and workspaces in the test database."""
+    """Real users (who sign in with PASSWORD) and workspaces, committed."""
 
     session: Session
 
     def user(self, email: str, *, staff: bool = False) -> User:
-        user = service.create_user(self.session, email, PASSWORD, staff=staff)
+        user = factories.make_user(self.session, email, password=PASSWORD, staff=staff)
         self.session.commit()
         return user
 
     def workspace(self, name: str, owner: User, members: tuple[User, ...] = ()) -> Workspace:
-        workspace = service.create_workspace(self.session, name, owner)
-        for member in members:
-            service.add_member(self.session, workspace, member, Role.MEMBER)
+        workspace = factories.make_workspace(self.session, name, owner, members)
         self.session.commit()
         return workspace
 

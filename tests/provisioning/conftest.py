@@ -12,12 +12,13 @@ from cryptography.fernet import Fernet
 from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI
 from sqlalchemy.orm import Session
 
-from app.accounts.models import Membership, User, Workspace
 from polar_emulator import EmulatorServer
 from provisioning.config import Settings
 from provisioning.connect.service import begin_connect, complete_connect
 from provisioning.integrations.models import PolarIntegration
 from provisioning.runs.models import ProvisioningRun
+from tests import factories
+from tests.factories import Owner
 from tests.live_polar import live_polar, production_server  # noqa: F401  (fixtures)
 
 # Port 9 (discard) refuses connections at once: the emulator's deliveries to it just fail.
@@ -41,22 +42,12 @@ def settings(emulator: EmulatorServer, redis_url: str) -> Settings:
     )
 
 
-@dataclass
-class Owner:
-    user_id: str
-    workspace_id: str
-
-
 @pytest.fixture
 def make_owner(session: Session) -> Callable[..., Owner]:
     def make(name: str = "Acme Workspace", email: str | None = None) -> Owner:
-        user = User(email=email or f"{name.lower().replace(' ', '.')}@example.test", password_hash="x")
-        workspace = Workspace(name=name)
-        session.add_all([user, workspace])
-        session.flush()
-        session.add(Membership(workspace_id=workspace.id, user_id=user.id, role="owner"))
+        owner = factories.make_owner(session, name, email=email)
         session.commit()
-        return Owner(user.id, workspace.id)
+        return owner
 
     return make
 

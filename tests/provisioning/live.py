@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy import select
 
-from app.accounts.models import Membership, User, Workspace
 from provisioning.config import Settings
 from provisioning.connect.service import begin_connect, complete_connect
 from provisioning.db import Database
 from provisioning.integrations.models import PolarIntegration
 from provisioning.integrations.service import access_token, refresh_token
 from provisioning.runs.models import ProvisioningRun
+from tests import factories
 from tests.provisioning.conftest import consent
 
 
@@ -53,12 +53,8 @@ class Live:
 
 def make_owner(database: Database, name: str = "Live Workspace") -> tuple[str, str]:
     with database.transaction() as s:
-        user = User(email=f"{name.lower().replace(' ', '.')}@example.test", password_hash="x")
-        workspace = Workspace(name=name)
-        s.add_all([user, workspace])
-        s.flush()
-        s.add(Membership(workspace_id=workspace.id, user_id=user.id, role="owner"))
-        return user.id, workspace.id
+        owner = factories.make_owner(s, name)
+        return owner.user_id, owner.workspace_id
 
 
 def connect_flow(

@@ -25,8 +25,9 @@ from provisioning.runs.jobs import provision
 from provisioning.runs.models import RunStatus
 from provisioning.runs.service import create_run
 from provisioning.status import environments_overview
+from tests.factories import Owner
 from tests.live_polar import LivePolar
-from tests.provisioning.conftest import Owner, consent
+from tests.provisioning.conftest import consent
 
 
 @pytest.fixture
