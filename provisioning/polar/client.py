@@ -168,7 +168,12 @@ class PolarApi:
                 self._sleep(delay)
             except PolarClientError as exc:
                 raise client_error(exc, action=action, scope=scope) from None
-            except PolarDeserializationError:
+            except PolarDeserializationError as exc:
+                # Some methods declare a typed 403 that Polar's OAuth errors (insufficient_scope)
+                # do not fit: the SDK then cannot parse the body. Read the body it failed on.
+                body = _unparsed_error_body(exc.error)
+                if body.get("error") == "insufficient_scope":
+                    raise _status_error(403, body, action=action, scope=scope) from None
                 raise ProvisioningError(
                     f"Polar answered with an unexpected response while trying to {action}"
                 ) from None
@@ -212,10 +217,24 @@ def _error_body(exc: PolarClientError) -> dict[str, Any]:
     return out
 
 
+def _unparsed_error_body(error: Any) -> dict[str, Any]:
+    """The JSON object an SDK deserialization error failed on, if it looks like an error body."""
+    value = getattr(error, "input_value", None)
+    if isinstance(value, dict) and "error" in value:
+        return value
+    for inner in getattr(error, "exceptions", None) or ():
+        found = _unparsed_error_body(inner)
+        if found:
+            return found
+    return {}
+
+
 def client_error(exc: PolarClientError, *, action: str, scope: str) -> ProvisioningError:
     """Turn a 4xx into a message a person can act on."""
-    status = exc.status_code
-    body = _error_body(exc)
+    return _status_error(exc.status_code, _error_body(exc), action=action, scope=scope)
+
+
+def _status_error(status: int, body: dict[str, Any], *, action: str, scope: str) -> ProvisioningError:
     code = body.get("error")
     if status == 401:
         return ProvisioningError(
@@ -230,7 +249,7 @@ def client_error(exc: PolarClientError, *, action: str, scope: str) -> Provision
             needs_reconnect=True,
         )
     if status == 403:
-        detail = body.get("detail") or "permission denied"
+        detail = str(body.get("detail") or "permission denied").rstrip(".")
         return ProvisioningError(
             f"Polar refused to {action}: {detail}. An owner or admin of the Polar organization must connect it",
             status=status,

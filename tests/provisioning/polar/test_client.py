@@ -479,11 +479,6 @@ def test_a_missing_scope_names_the_scope(emulator: EmulatorServer, sleeps: list[
     assert api.reads == 1 and sleeps == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="polar-sdk cannot parse the insufficient_scope body with these methods' typed 403 errors, "
-    "and PolarApi maps its PolarDeserializationError to 'an unexpected response'",
-)
 @pytest.mark.parametrize("call", ["organizations.create", "products.update"])
 def test_a_missing_scope_on_a_call_with_a_typed_403_names_the_scope(
     emulator: EmulatorServer, call: str
