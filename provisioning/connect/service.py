@@ -341,6 +341,9 @@ def disconnect(
     if integration is None:
         return False
     lock_tokens_until_transaction_ends(session, settings, integration.id)
+    # Lock the row (integration before runs, as the provision job does) before the grant dies at
+    # Polar: a run whose calls then fail waits here, and sees the disconnect rather than a failure.
+    session.refresh(integration, with_for_update=True)
     # Under the lock: the pair as committed now (a refresh may have rotated it while we waited).
     token = current_refresh_token(session, settings, integration.id)
     served = settings.serves(integration.environment)
@@ -352,8 +355,6 @@ def disconnect(
             PolarOAuth(settings.polar(integration.environment)).revoke(token, "refresh_token")
     except Exception as exc:  # the owner must be able to disconnect even if Polar is down
         log.warning("revoking the Polar grant failed for workspace %s: %s", workspace_id, type(exc).__name__)
-    # Lock the row (integration before runs, as the provision job does) and write.
-    session.refresh(integration, with_for_update=True)
     integration.access_token = None
     integration.refresh_token = None
     integration.token_expires_at = None

@@ -112,7 +112,12 @@ class RunExecution:
             self.token_ciphertext = integration.access_token
             run.catalog_revision = catalog.revision
             self.api = PolarApi(endpoints.api_url, token)
-            ledger = Ledger(self.session, run, guard=self._guard, api_calls=lambda: self._api().counts)
+            ledger = Ledger(
+                self.session,
+                run,
+                guard=lambda lock: self._check_connected(lock=lock),
+                api_calls=lambda: self._api().counts,
+            )
             with ThreadPoolExecutor(MAX_PARALLEL_CALLS, thread_name_prefix="polar") as executor:
                 saga = Saga(
                     session=self.session,
@@ -178,9 +183,6 @@ class RunExecution:
         self._check_connected(lock=True, statuses=STARTABLE, same_token=False)
         self.integration.status = IntegrationStatus.PROVISIONING
         self.session.commit()
-
-    def _guard(self) -> None:
-        self._check_connected()
 
     def _check_connected(
         self,

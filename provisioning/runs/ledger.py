@@ -36,12 +36,12 @@ class Ledger:
         session: Session,
         run: ProvisioningRun,
         *,
-        guard: Callable[[], None],
+        guard: Callable[[bool], None],
         api_calls: Callable[[], dict[str, int]],
     ) -> None:
         self.session = session
         self.run = run
-        self._guard = guard  # raises Stopped if the run may not go on
+        self._guard = guard  # guard(lock) raises Stopped if the run may not go on
         self._api_calls = api_calls
 
     def record_calls(self) -> None:
@@ -49,7 +49,7 @@ class Ledger:
 
     @contextmanager
     def step(self, name: str) -> Iterator[StepRecord]:
-        self._guard()  # disconnected since the last step: stop before calling Polar again
+        self._guard(False)  # disconnected since the last step: stop before calling Polar again
         step = self._row(name)
         step.status = StepStatus.RUNNING
         step.started_at = utcnow()
@@ -66,7 +66,8 @@ class Ledger:
             self.session.rollback()
             if isinstance(exc, Exception):
                 # A disconnect revokes the token, so the step's calls fail: not the step's failure.
-                self._guard()
+                # With the row lock: a disconnect under way (it locks before revoking) is seen.
+                self._guard(True)
             step.status = StepStatus.FAILED
             step.error = failure_message(exc)
             step.finished_at = utcnow()
