@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# Re-runs only when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# Re-runs only when a pyproject.toml changes.
+$(STAMP): pyproject.toml polar_emulator/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ./polar_emulator -e '.[dev]'
@@ -21,6 +21,11 @@ run: install
 test: install
 	$(BIN)/pytest -n 2
 
+# Style, types, layering and import cycles, over the platform and the local Polar.
 lint: install
-	$(BIN)/ruff check app provisioning polar_emulator tests wsgi.py
-	$(BIN)/ruff format --check app polar_emulator tests wsgi.py
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	cd polar_emulator && ../$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python -m tools.import_cycles app provisioning polar_emulator

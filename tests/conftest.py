@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite: a real local Polar over HTTP."""
+"""Fixtures shared by the whole suite: real PostgreSQL and Redis (the local Polar's come from its plugin)."""
 
 from __future__ import annotations
 
@@ -9,40 +9,13 @@ import authlib.deprecate  # noqa: F401  (it installs an "always" filter for its 
 # Authlib 1.9 would rather use the httpx2 package; polar-sdk and the platform use httpx.
 warnings.filterwarnings("ignore", message="The httpx module is deprecated", category=DeprecationWarning)
 
+# The local Polar's fixtures (emulator_server, emulator, control) come from its pytest plugin,
+# polar_emulator.pytest_plugin.
+# -- the database: real PostgreSQL, one database per test process, a savepoint per test ---------
+import os
 from collections.abc import Iterator
 
-import httpx
 import pytest
-
-from polar_emulator import EmulatorConfig, EmulatorServer
-
-
-@pytest.fixture(scope="session")
-def emulator_server() -> Iterator[EmulatorServer]:
-    """One emulator per test process; webhook retries run 1000x faster than Polar's."""
-    server = EmulatorServer(EmulatorConfig(webhook_retry_scale=0.001, webhook_timeout=2.0)).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def emulator(emulator_server: EmulatorServer) -> Iterator[EmulatorServer]:
-    """The emulator, reset to its seed before the test."""
-    httpx.post(f"{emulator_server.url}/_emulator/reset").raise_for_status()
-    yield emulator_server
-
-
-@pytest.fixture
-def control(emulator: EmulatorServer) -> Iterator[httpx.Client]:
-    """An HTTP client on the emulator's control API and root."""
-    with httpx.Client(base_url=emulator.url, timeout=10) as client:
-        yield client
-
-
-# -- the database: real PostgreSQL, one database per test process, a savepoint per test ---------
-
-import os
-
 import redis as redis_lib
 import sqlalchemy as sa
 

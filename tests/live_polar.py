@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-
 from polar_emulator import EmulatorConfig, EmulatorServer
 
 PRODUCTION_CALLBACK = "http://127.0.0.1:5000/polar/callback/production"

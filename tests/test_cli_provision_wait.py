@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app import create_app
 from polar_emulator import EmulatorServer
+
+from app import create_app
 from provisioning.config import Settings
 from provisioning.db import Database
 from provisioning.runs.jobs import provision

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import httpx
-
 from polar_emulator import EmulatorServer
+
 from provisioning.catalog import load_catalog
 from provisioning.catalog.desired import WORKSPACE_KEY
 from provisioning.config import Settings

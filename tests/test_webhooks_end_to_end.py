@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import sqlalchemy as sa
+from polar_emulator import EmulatorServer
 from werkzeug.serving import make_server
 
 from app import create_app
-from polar_emulator import EmulatorServer
 from provisioning.config import Settings
 from provisioning.db import Database
 from provisioning.integrations.models import PolarIntegration

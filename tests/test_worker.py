@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from polar_emulator import EmulatorServer
+
 from provisioning.config import Settings
 from provisioning.db import Database
 from provisioning.integrations.models import PolarIntegration

@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import httpx
 import pytest
 from cryptography.fernet import Fernet
+from polar_emulator import EmulatorServer
 from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI
 from sqlalchemy.orm import Session
 
-from polar_emulator import EmulatorServer
 from provisioning.config import Settings
 from provisioning.connect.service import begin_connect, complete_connect
 from provisioning.integrations.models import PolarIntegration

@@ -60,7 +60,9 @@ def test_the_environment_specific_names_also_configure_the_default_environment()
 
 
 def test_two_environments_on_one_callback_path_are_refused():
-    with pytest.raises(ConfigError, match="distinct OAuth callback paths.*POLAR_PRODUCTION_OAUTH_REDIRECT_URI"):
+    with pytest.raises(
+        ConfigError, match="distinct OAuth callback paths.*POLAR_PRODUCTION_OAUTH_REDIRECT_URI"
+    ):
         Settings.from_env(
             {
                 **BASE,

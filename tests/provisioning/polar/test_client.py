@@ -16,9 +16,9 @@ from urllib.parse import parse_qs, urlencode
 
 import httpx
 import pytest
+from polar_emulator import EmulatorServer
 from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI
 
-from polar_emulator import EmulatorServer
 from provisioning.polar.client import AmbiguousWriteError, PolarApi, polar_sdk
 from provisioning.polar.errors import ProvisioningError, TransientPolarError
 from tests.provisioning.conftest import consent
