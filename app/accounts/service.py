@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.accounts import repository
 from app.accounts.models import Membership, Role, User, UserSession, Workspace
 from app.accounts.passwords import hash_password, needs_rehash, verify_password
 from provisioning.db import utcnow
@@ -21,7 +21,7 @@ def normalise_email(email: str) -> str:
 
 
 def find_user(session: Session, email: str) -> User | None:
-    return session.scalar(select(User).where(User.email == normalise_email(email)))
+    return repository.user_by_email(session, normalise_email(email))
 
 
 def create_user(session: Session, email: str, password: str, *, staff: bool = False) -> User:
@@ -67,19 +67,11 @@ def add_member(session: Session, workspace: Workspace, user: User, role: Role = 
 
 
 def membership(session: Session, workspace_id: str, user_id: str) -> Membership | None:
-    return session.scalar(
-        select(Membership).where(Membership.workspace_id == workspace_id, Membership.user_id == user_id)
-    )
+    return repository.membership(session, workspace_id, user_id)
 
 
-def workspaces_of(session: Session, user: User) -> list[tuple[Workspace, str]]:
-    rows = session.execute(
-        select(Workspace, Membership.role)
-        .join(Membership, Membership.workspace_id == Workspace.id)
-        .where(Membership.user_id == user.id)
-        .order_by(Workspace.name)
-    )
-    return [(ws, role) for ws, role in rows]
+def workspaces_of(session: Session, user: User) -> list[tuple[Workspace, Role]]:
+    return repository.workspaces_of(session, user.id)
 
 
 def open_session(session: Session, user: User) -> str:
@@ -94,14 +86,14 @@ def session_user(session: Session, session_id: str | None, user_id: str) -> User
     """The user of a live (not revoked) browser session, or None."""
     if not session_id:
         return None
-    user_session = session.get(UserSession, session_id)
+    user_session = repository.user_session(session, session_id)
     if user_session is None or user_session.revoked_at is not None or user_session.user_id != user_id:
         return None
-    return session.get(User, user_id)
+    return repository.user(session, user_id)
 
 
 def close_session(session: Session, session_id: str | None) -> None:
-    user_session = session.get(UserSession, session_id) if session_id else None
+    user_session = repository.user_session(session, session_id) if session_id else None
     if user_session is not None and user_session.revoked_at is None:
         user_session.revoked_at = utcnow()
         session.flush()
