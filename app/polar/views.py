@@ -16,6 +16,7 @@ from flask import (
     abort,
     flash,
     jsonify,
+    make_response,
     redirect,
     render_template,
     request,
@@ -90,7 +91,7 @@ def page(workspace_id: str) -> Response:
     snapshot = next((m for m in modes if m["environment"] == environment), None)
     if snapshot is None:
         abort(404)
-    response = Response(
+    response = make_response(
         render_template(
             "polar/page.html",
             access=access,

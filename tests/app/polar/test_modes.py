@@ -56,7 +56,10 @@ def _status(client: FlaskClient, workspace_id: str, environment: str) -> dict:
 
 
 def test_the_page_offers_test_mode_and_go_live(both_client: FlaskClient, workspace: Workspace) -> None:
-    page = both_client.get(f"/workspaces/{workspace.id}/polar").get_data(as_text=True)
+    response = both_client.get(f"/workspaces/{workspace.id}/polar")
+    assert response.mimetype == "text/html"
+    assert response.headers["Cache-Control"] == "no-store"  # it shows connection data
+    page = response.get_data(as_text=True)
     assert "Test mode" in page and "Live mode" in page
     assert "Connect test mode" in page
     live = both_client.get(f"/workspaces/{workspace.id}/polar?environment=production").get_data(as_text=True)
