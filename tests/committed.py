@@ -18,6 +18,34 @@ from tests.factories import make_owner
 from tests.provisioning.conftest import consent
 
 
+def environ_of(settings: Settings) -> dict[str, str]:
+    """The environment variables that give back ``settings`` through ``Settings.from_env``: what a
+    worker (or an in-process job) reads."""
+    env = {
+        "APP_ENV": settings.env,
+        "REDIS_URL": settings.redis_url,
+        "SECRET_KEY": settings.secret_key,
+        "PUBLIC_BASE_URL": settings.public_base_url,
+        "POLAR_SERVER": settings.polar_server,
+        "POLAR_API_URL": settings.polar_api_url,
+        "POLAR_WEB_URL": settings.polar_web_url,
+        "POLAR_OAUTH_CLIENT_ID": settings.polar_oauth_client_id,
+        "POLAR_OAUTH_CLIENT_SECRET": settings.polar_oauth_client_secret,
+        "POLAR_OAUTH_REDIRECT_URI": settings.polar_oauth_redirect_uri,
+        "POLAR_TOKEN_ENCRYPTION_KEY": ",".join(k.decode() for k in settings.token_encryption_keys),
+    }
+    for other in settings.other_polar_environments:
+        prefix = f"POLAR_{other.environment.name}_"
+        env |= {
+            f"{prefix}API_URL": other.api_url,
+            f"{prefix}WEB_URL": other.web_url,
+            f"{prefix}OAUTH_CLIENT_ID": other.client_id,
+            f"{prefix}OAUTH_CLIENT_SECRET": other.client_secret,
+            f"{prefix}OAUTH_REDIRECT_URI": other.redirect_uri,
+        }
+    return env
+
+
 def platform_env(
     *, pg_url: str, redis_url: str, polar_url: str, public_base_url: str = "http://127.0.0.1:9"
 ) -> dict[str, str]:

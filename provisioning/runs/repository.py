@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from provisioning.db import utcnow
@@ -115,14 +115,11 @@ def active_run_id(session: Session, integration_id: str) -> str | None:
 
 def not_enqueued(session: Session, integration_id: str) -> list[str]:
     """The integration's queued runs that never reached the queue (created in this transaction)."""
-    return list(
-        session.scalars(
-            select(ProvisioningRun.id).where(
-                ProvisioningRun.integration_id == integration_id,
-                ProvisioningRun.status == RunStatus.QUEUED,
-                ProvisioningRun.enqueued_at.is_(None),
-            )
-        )
+    return _run_ids(
+        session,
+        ProvisioningRun.integration_id == integration_id,
+        ProvisioningRun.status == RunStatus.QUEUED,
+        ProvisioningRun.enqueued_at.is_(None),
     )
 
 
@@ -133,37 +130,31 @@ def mark_enqueued(session: Session, run_id: str) -> None:
 # -- what the sweeper looks at -------------------------------------------------------------------
 
 
+def _run_ids(session: Session, *conditions: ColumnElement[bool]) -> list[str]:
+    return list(session.scalars(select(ProvisioningRun.id).where(*conditions)))
+
+
 def queued_never_enqueued(session: Session, created_before: datetime) -> list[str]:
-    return list(
-        session.scalars(
-            select(ProvisioningRun.id).where(
-                ProvisioningRun.status == RunStatus.QUEUED,
-                ProvisioningRun.enqueued_at.is_(None),
-                ProvisioningRun.created_at <= created_before,
-            )
-        )
+    return _run_ids(
+        session,
+        ProvisioningRun.status == RunStatus.QUEUED,
+        ProvisioningRun.enqueued_at.is_(None),
+        ProvisioningRun.created_at <= created_before,
     )
 
 
 def queued_enqueued_before(session: Session, enqueued_before: datetime) -> list[str]:
-    return list(
-        session.scalars(
-            select(ProvisioningRun.id).where(
-                ProvisioningRun.status == RunStatus.QUEUED,
-                ProvisioningRun.enqueued_at.is_not(None),
-                ProvisioningRun.enqueued_at <= enqueued_before,
-            )
-        )
+    return _run_ids(
+        session,
+        ProvisioningRun.status == RunStatus.QUEUED,
+        ProvisioningRun.enqueued_at.is_not(None),
+        ProvisioningRun.enqueued_at <= enqueued_before,
     )
 
 
 def running_started_before(session: Session, started_before: datetime) -> list[str]:
-    return list(
-        session.scalars(
-            select(ProvisioningRun.id).where(
-                ProvisioningRun.status == RunStatus.RUNNING, ProvisioningRun.started_at <= started_before
-            )
-        )
+    return _run_ids(
+        session, ProvisioningRun.status == RunStatus.RUNNING, ProvisioningRun.started_at <= started_before
     )
 
 

@@ -15,25 +15,14 @@ from provisioning.config import Settings
 from provisioning.db import Database
 from tests.app.conftest import make_app
 from tests.app.polar.conftest import consent, run_jobs, start_connect
+from tests.committed import environ_of
 from tests.live_polar import LivePolar
 
 
 @pytest.fixture
 def both(settings: Settings, live_polar: LivePolar, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """The deployment serves sandbox and production (exported too: the in-process worker reads it)."""
-    environ = {
-        "APP_ENV": "test",
-        "SECRET_KEY": settings.secret_key,
-        "REDIS_URL": settings.redis_url,
-        "PUBLIC_BASE_URL": settings.public_base_url,
-        "POLAR_API_URL": settings.polar_api_url,
-        "POLAR_WEB_URL": settings.polar_web_url,
-        "POLAR_OAUTH_CLIENT_ID": settings.polar_oauth_client_id,
-        "POLAR_OAUTH_CLIENT_SECRET": settings.polar_oauth_client_secret,
-        "POLAR_OAUTH_REDIRECT_URI": settings.polar_oauth_redirect_uri,
-        "POLAR_TOKEN_ENCRYPTION_KEY": b",".join(settings.token_encryption_keys).decode(),
-        **live_polar.env(),
-    }
+    environ = {**environ_of(settings), **live_polar.env()}
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
     return Settings.from_env(environ)

@@ -13,6 +13,7 @@ from provisioning.runs.models import ProvisioningRun
 from provisioning.runs.periodic import enqueue_pending
 from provisioning.runs.queue import connect, enqueue_after_commit, get_queue, job_id
 from provisioning.runs.service import create_run
+from tests.committed import environ_of
 
 BAD_REDIS = "redis://127.0.0.1:1/0"
 
@@ -20,19 +21,7 @@ BAD_REDIS = "redis://127.0.0.1:1/0"
 @pytest.fixture
 def worker_env(monkeypatch, settings):
     """The worker builds Settings.from_env(), as in production."""
-    env = {
-        "APP_ENV": "test",
-        "REDIS_URL": settings.redis_url,
-        "SECRET_KEY": settings.secret_key,
-        "PUBLIC_BASE_URL": settings.public_base_url,
-        "POLAR_API_URL": settings.polar_api_url,
-        "POLAR_WEB_URL": settings.polar_web_url,
-        "POLAR_OAUTH_CLIENT_ID": settings.polar_oauth_client_id,
-        "POLAR_OAUTH_CLIENT_SECRET": settings.polar_oauth_client_secret,
-        "POLAR_OAUTH_REDIRECT_URI": settings.polar_oauth_redirect_uri,
-        "POLAR_TOKEN_ENCRYPTION_KEY": ",".join(k.decode() for k in settings.token_encryption_keys),
-    }
-    for key, value in env.items():
+    for key, value in environ_of(settings).items():
         monkeypatch.setenv(key, value)
 
 
