@@ -105,8 +105,9 @@ class RunExecution:
         self.run, self.integration = run, integration
 
         try:
-            self._start()
+            # Before anything changes: a connection to an environment no longer served is left alone.
             endpoints = self.settings.polar(integration.environment)
+            self._start()
             catalog = self._catalog()
             token = fresh_access_token(self.session, self.settings, integration, redis_conn=self._redis())
             self.token_ciphertext = integration.access_token

@@ -159,6 +159,8 @@ def test_a_connection_to_an_environment_no_longer_served_is_left_alone(
 ):
     live = connect_to(session, both, owner, "production")
     run = runs.latest(session, live.id)
+    live.status = IntegrationStatus.READY  # as after an earlier run
+    session.commit()
     production.delete("/_emulator/requests")
 
     # The deployment now serves sandbox only: the production connection's run must not call anyone.
@@ -167,7 +169,7 @@ def test_a_connection_to_an_environment_no_longer_served_is_left_alone(
     assert result["status"] == RunStatus.CANCELLED
     assert "no longer serves" in result["error"]
     session.expire_all()
-    assert live.status == IntegrationStatus.PROVISIONING and live.access_token  # untouched
+    assert live.status == IntegrationStatus.READY and live.access_token  # untouched
     assert requests_of(production) == [] and requests_of(control) == []
     modes = environments_overview(session, settings, owner.workspace_id)
     assert [(m["environment"], m["served"]) for m in modes] == [("sandbox", True), ("production", False)]
