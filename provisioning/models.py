@@ -1,5 +1,6 @@
 """Every table of the domain, imported in one place for Alembic and tests."""
 
+from provisioning.audit.models import AuditEvent
 from provisioning.catalog.models import PlanCatalogRevision
 from provisioning.connect.models import PolarConnectAttempt
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration, PolarProductMapping
@@ -7,6 +8,7 @@ from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatu
 from provisioning.webhooks.models import PolarWebhookEvent
 
 __all__ = [
+    "AuditEvent",
     "IntegrationStatus",
     "PlanCatalogRevision",
     "PolarConnectAttempt",
