@@ -29,6 +29,20 @@ class StepStatus(enum.StrEnum):
     SKIPPED = "skipped"
 
 
+class RunBatch(Base):
+    """Runs started together by staff (a bulk re-provision): their progress is read off the runs."""
+
+    __tablename__ = "run_batch"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by_user_id: Mapped[str | None] = mapped_column(String(36))
+    reason: Mapped[str | None] = mapped_column(Text)
+    # What was selected, in words ("3 selected workspaces", "all matching status=failed").
+    selection: Mapped[str] = mapped_column(Text, default="")
+    total: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class ProvisioningRun(Base):
     __tablename__ = "provisioning_run"
 
@@ -51,6 +65,9 @@ class ProvisioningRun(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
+    batch_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("run_batch.id", ondelete="SET NULL"), index=True
+    )
     # Counts of Polar API calls made by the run: {"read": n, "write": m}.
     api_calls: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
