@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from provisioning.audit.models import AuditEvent
@@ -30,7 +30,7 @@ def find(
     session: Session, where: AuditFilter, *, limit: int, offset: int = 0
 ) -> tuple[list[AuditEvent], int]:
     """The newest first, one page, and how many match in all."""
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if where.actor:
         actor = where.actor.strip()
         conditions.append(

@@ -58,6 +58,26 @@ def skip_unfinished_steps(session: Session, run_ids: list[str]) -> None:
     )
 
 
+def requeue_failed(session: Session, run_id: str) -> bool:
+    """failed → queued, to be enqueued again (a retry from the console)."""
+    result = session.execute(
+        update(ProvisioningRun)
+        .where(ProvisioningRun.id == run_id, ProvisioningRun.status == RunStatus.FAILED)
+        .values(status=RunStatus.QUEUED, error=None, finished_at=None, enqueued_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def batch_progress(session: Session, batch_id: str) -> dict[RunStatus, int]:
+    rows = session.execute(
+        select(ProvisioningRun.status, func.count())
+        .where(ProvisioningRun.batch_id == batch_id)
+        .group_by(ProvisioningRun.status)
+    )
+    return {status: int(count) for status, count in rows}
+
+
 def cancel_if_running(session: Session, run_id: str, reason: str) -> None:
     session.execute(
         update(ProvisioningRun)
