@@ -51,11 +51,13 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
 
     from app import database as web_db
+    from app import requests as request_ids
     from app import security
     from app.extensions import csrf, login_manager, migrate
 
     db = configure(database or Database(url=settings.database_url))
     web_db.init_app(app)
+    request_ids.init_app(app)
     csrf.init_app(app)
     login_manager.init_app(app)
     # Flask-Migrate only reads ``.metadata`` and ``.engine`` of its ``db``: MigrationTarget has both.
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     from app.accounts import cli as accounts_cli
     from app.accounts import views as accounts_views
+    from app.admin import views as admin_views
     from app.polar import cli as polar_cli
     from app.polar import views as polar_views
     from app.polar import webhooks as polar_webhooks
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     accounts_views.init_app(app)
     polar_views.init_app(app, settings)
     polar_webhooks.init_app(app)
+    admin_views.init_app(app)
     accounts_cli.init_app(app)
     polar_cli.init_app(app)
     _register_error_pages(app)

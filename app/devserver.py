@@ -233,7 +233,8 @@ def main() -> None:
         wait_for(lambda: port_open(WEB_HOST, WEB_PORT), "the web server")
         print("", flush=True)
         say(f"Connect Polar is running: http://{WEB_HOST}:{WEB_PORT}/")
-        say(login)
+        for line in login.splitlines():
+            say(line)
         if emulated:
             say(
                 f"Polar is local: test mode at {emulated[0]}, live mode at {emulated[1]}; on their "

@@ -10,9 +10,12 @@ from app.accounts import service
 from app.accounts.forms import LoginForm, LogoutForm, SignupForm
 from app.accounts.models import User
 from app.accounts.throttle import LoginThrottle
+from app.audit import current_actor
 from app.database import db_session, settings
 from app.extensions import login_manager
+from app.requests import request_id
 from app.security import safe_next
+from provisioning.audit.service import Actor, record
 
 bp = Blueprint("accounts", __name__)
 
@@ -56,10 +59,14 @@ def login() -> str | Response | tuple[str, int]:
         user = service.authenticate(db, email, form.password.data or "")
         if user is None:
             throttle.failed(email)
+            db.rollback()
+            record(db, current_actor(email=email), "auth.sign_in_failed")
+            db.commit()
             flash("That email and password do not match an account.", "error")
             return render_template("accounts/login.html", form=form), 401
         throttle.succeeded(email)
-        db.commit()  # a rehashed password, if any
+        record(db, Actor(user.id, user.email, request_id(), request.remote_addr), "auth.sign_in")
+        db.commit()  # with a rehashed password, if any
         _start_session(user)
         return redirect(safe_next(request.args.get("next"), url_for("accounts.home")), 303)
     return render_template("accounts/login.html", form=form)
@@ -89,6 +96,7 @@ def signup() -> str | Response | tuple[str, int]:
 def logout() -> Response:
     db = db_session()
     service.close_session(db, session.get(SESSION_KEY))
+    record(db, current_actor(), "auth.sign_out")
     db.commit()
     logout_user()
     session.clear()

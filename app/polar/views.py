@@ -26,9 +26,11 @@ from flask import (
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
+from app.audit import current_actor
 from app.database import catalog, db_session, settings
 from app.polar.access import is_owner, member_access, owner_access
 from app.polar.forms import ConnectForm, DisconnectForm, OrganizationForm
+from provisioning.audit.service import record
 from provisioning.config import PolarEnvironment, Settings
 from provisioning.connect import service as connect_service
 from provisioning.connect.service import ConnectError
@@ -173,6 +175,14 @@ def callback(environment: str) -> Response | tuple[str, int]:
             may_connect=lambda workspace_id: is_owner(workspace_id, current_user.id),
         )
         _enqueue_pending_runs(integration)
+        record(
+            db,
+            current_actor(),
+            "owner.connect",
+            workspace_id=integration.workspace_id,
+            targets={"integration_id": integration.id},
+            details={"environment": integration.environment, "organization_id": integration.polar_org_id},
+        )
         db.commit()
     except ConnectError as exc:
         # complete_connect has already rolled its own work back to a savepoint; committing keeps
@@ -213,6 +223,14 @@ def organization(workspace_id: str) -> str | Response:
             flash(str(exc), "error")
             return redirect(_page_url(workspace_id, environment, "polar.organization"), 303)
         enqueue_after_commit(db, run.id, settings().redis_url)
+        record(
+            db,
+            current_actor(),
+            "owner.choose_organization",
+            workspace_id=workspace_id,
+            targets={"integration_id": integration.id, "run_id": run.id},
+            details={"environment": environment, "organization_id": integration.polar_org_id},
+        )
         db.commit()
         flash("Organization chosen. Setting up your billing now.", "success")
         return redirect(_page_url(workspace_id, environment), 303)
@@ -230,9 +248,18 @@ def disconnect(workspace_id: str) -> Response:
         abort(400)
     environment = _environment(form.environment.data)
     db = db_session()
+    integration = get_integration(db, workspace_id, environment)
     if connect_service.disconnect(
         db, settings(), workspace_id, environment=environment, user_id=current_user.id
     ):
+        record(
+            db,
+            current_actor(),
+            "owner.disconnect",
+            workspace_id=workspace_id,
+            targets={"integration_id": integration.id if integration else None},
+            details={"environment": environment},
+        )
         db.commit()
         flash("Polar is disconnected.", "success")
     else:
