@@ -1,38 +1,108 @@
-"""Re-encrypt every stored secret with the newest key of POLAR_TOKEN_ENCRYPTION_KEY.
+"""Re-encrypt every stored secret with the newest key of POLAR_TOKEN_ENCRYPTION_KEY, bound to its
+row and column.
 
 Rotation: put the new key first in the list (the old ones stay to decrypt), deploy, run this, then
-drop the old keys. Each integration is re-encrypted in its own transaction under its token lock, so
-a refresh running meanwhile never finds its refresh token's ciphertext changed under it.
+drop the old keys. It covers every secret: each integration's tokens and webhook secret, and the
+PKCE verifier of every connect attempt, used ones included. Legacy ciphertexts (plain Fernet, from
+before secrets were bound to their rows) are rewritten into the bound envelope.
+
+Each row is rewritten in its own transaction (an integration under its token lock, so a refresh
+running meanwhile never finds its refresh token's ciphertext changed under it), so an interrupted
+rotation keeps what it did and a second run picks up the rest: a secret already bound and under the
+first key is left as it is. A secret no configured key reads, or one moved from another row, is
+reported and left alone; the rotation goes on with the others.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 from provisioning.config import Settings
 from provisioning.connect import repository as attempts
+from provisioning.connect.service import verifier_slot
 from provisioning.db import Database
 from provisioning.integrations import repository
-from provisioning.integrations.service import vault_for
+from provisioning.integrations.models import PolarIntegration
+from provisioning.integrations.service import SECRET_COLUMNS, secret_slot, vault_for
 from provisioning.integrations.tokens import lock_tokens_until_transaction_ends
+from provisioning.vault import Freshness, SecretSlot, Vault, VaultError
 
-SECRET_COLUMNS = ("access_token", "refresh_token", "webhook_secret")
+ATTEMPTS_TABLE = "polar_connect_attempt"
 
 
-def rotate_encryption(database: Database, settings: Settings) -> int:
-    """Returns how many integrations were re-encrypted."""
+@dataclass(frozen=True)
+class Unreadable:
+    """A stored secret the rotation could not read, and why (never the secret)."""
+
+    slot: SecretSlot
+    reason: str
+
+
+@dataclass
+class RotationReport:
+    rewritten: int = 0  # secrets re-encrypted with the first key
+    current: int = 0  # secrets already bound and under the first key: left as they were
+    unreadable: list[Unreadable] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)  # rows visited per table
+
+    @property
+    def complete(self) -> bool:
+        return not self.unreadable
+
+
+# (table, rows done, rows in the table): called after each row.
+Progress = Callable[[str, int, int], None]
+
+
+def rotate_encryption(
+    database: Database, settings: Settings, progress: Progress | None = None
+) -> RotationReport:
+    """Re-encrypt every readable secret not yet bound and under the first key. Raises VaultError
+    only when no key is configured at all."""
     vault = vault_for(settings)
+    report = RotationReport()
+    tick = progress or (lambda table, done, total: None)
+
     with database.transaction() as session:
         integration_ids = repository.ids(session)
-    for integration_id in integration_ids:
+    for n, integration_id in enumerate(integration_ids, 1):
         with database.transaction() as session:
             lock_tokens_until_transaction_ends(session, settings, integration_id)
             integration = repository.get(session, integration_id, lock=True)
-            if integration is None:
-                continue
-            for name in SECRET_COLUMNS:
-                value = getattr(integration, name)
-                if value:
-                    setattr(integration, name, vault.rotate(value))
+            if integration is not None:
+                for column in SECRET_COLUMNS:
+                    value = getattr(integration, column)
+                    if value:
+                        new = _rotated(vault, secret_slot(integration_id, column), value, report)
+                        if new is not None:
+                            setattr(integration, column, new)
+        tick(PolarIntegration.__tablename__, n, len(integration_ids))
+    report.rows[PolarIntegration.__tablename__] = len(integration_ids)
+
     with database.transaction() as session:
-        for attempt in attempts.unconsumed(session):
-            attempt.code_verifier = vault.rotate(attempt.code_verifier)
-    return len(integration_ids)
+        nonces = attempts.nonces(session)
+    for n, nonce in enumerate(nonces, 1):
+        with database.transaction() as session:
+            attempt = attempts.get_for_update(session, nonce)
+            if attempt is not None and attempt.code_verifier:
+                new = _rotated(vault, verifier_slot(nonce), attempt.code_verifier, report)
+                if new is not None:
+                    attempt.code_verifier = new
+        tick(ATTEMPTS_TABLE, n, len(nonces))
+    report.rows[ATTEMPTS_TABLE] = len(nonces)
+    return report
+
+
+def _rotated(vault: Vault, slot: SecretSlot, ciphertext: str, report: RotationReport) -> str | None:
+    """The new ciphertext, or None when there is nothing to write (current, or unreadable)."""
+    try:
+        if vault.inspect(slot, ciphertext) is Freshness.CURRENT:
+            report.current += 1
+            return None
+        new = vault.rotate(slot, ciphertext)
+    except VaultError as exc:
+        report.unreadable.append(Unreadable(slot, str(exc)))
+        return None
+    report.rewritten += 1
+    return new

@@ -21,6 +21,7 @@ from provisioning.runs import repository as runs
 from provisioning.runs.models import RunStatus
 from provisioning.runs.queue import enqueue_after_commit
 from provisioning.runs.service import create_run
+from provisioning.vault import VaultError
 
 plans_cli = AppGroup("plans", help="The plan catalog.")
 FINISHED = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
@@ -122,12 +123,31 @@ keys_cli = AppGroup("keys", help="The encryption keys of stored secrets.")
 
 @keys_cli.command("rotate")
 def keys_rotate() -> None:
-    """Re-encrypt every stored token and webhook secret with the first POLAR_TOKEN_ENCRYPTION_KEY."""
-    count = rotate_encryption(get_database(), settings())
+    """Re-encrypt every stored secret (tokens, webhook secrets, connect attempts' PKCE verifiers)
+    with the first POLAR_TOKEN_ENCRYPTION_KEY, each bound to its row. Safe to run again: it resumes
+    where an interrupted run stopped."""
+
+    def progress(table: str, done: int, total: int) -> None:
+        if done == total or done % 100 == 0:
+            click.echo(f"  {table}: {done}/{total} rows", err=True)
+
+    try:
+        report = rotate_encryption(get_database(), settings(), progress)
+    except VaultError as exc:
+        raise click.ClickException(str(exc)) from None
+    rows = ", ".join(f"{n} {table}" for table, n in report.rows.items())
     click.echo(
-        f"re-encrypted the secrets of {count} integration(s) with the first key; once every process "
-        "runs with that key first, the older keys can be removed"
+        f"{report.rewritten} secret(s) re-encrypted with the first key, {report.current} already "
+        f"current ({rows} rows)"
     )
+    for item in report.unreadable:
+        click.echo(f"cannot read {item.slot}: {item.reason}", err=True)
+    if not report.complete:
+        raise click.ClickException(
+            f"{len(report.unreadable)} secret(s) could not be read and were left as they were; keep the "
+            "older keys until they are dealt with (a moved or unreadable token: its owner reconnects)"
+        )
+    click.echo("once every process runs with that key first, the older keys can be removed")
 
 
 def init_app(app: Flask) -> None:

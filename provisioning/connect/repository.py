@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import delete, select
@@ -22,8 +21,9 @@ def get_for_update(session: Session, nonce: str) -> PolarConnectAttempt | None:
     return session.get(PolarConnectAttempt, nonce, with_for_update=True)
 
 
-def unconsumed(session: Session) -> Sequence[PolarConnectAttempt]:
-    return session.scalars(select(PolarConnectAttempt).where(PolarConnectAttempt.consumed_at.is_(None))).all()
+def nonces(session: Session) -> list[str]:
+    """Every attempt's primary key, used ones included (key rotation rewrites them all)."""
+    return list(session.scalars(select(PolarConnectAttempt.nonce).order_by(PolarConnectAttempt.nonce)))
 
 
 def purge_expired(session: Session, *, older_than: timedelta) -> int:

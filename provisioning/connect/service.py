@@ -25,6 +25,7 @@ from provisioning.db import utcnow
 from provisioning.errors import ConnectPolarError
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import (
+    SecretIntegrityError,
     access_token,
     get_integration,
     get_or_create_integration,
@@ -37,10 +38,15 @@ from provisioning.polar.errors import PolarOAuthError, ProvisioningError
 from provisioning.polar.oauth import PolarOAuth, TokenSet, s256_challenge
 from provisioning.runs.models import ProvisioningRun
 from provisioning.runs.service import cancel_active_runs, create_run
-from provisioning.vault import VaultError
+from provisioning.vault import SecretBindingError, SecretSlot, VaultError
 
 log = logging.getLogger(__name__)
 ATTEMPT_TTL = timedelta(minutes=10)
+
+
+def verifier_slot(nonce: str) -> SecretSlot:
+    """Where an attempt's PKCE verifier is stored (its primary key is the nonce)."""
+    return SecretSlot(PolarConnectAttempt.__tablename__, "code_verifier", nonce)
 
 
 UNAVAILABLE = (
@@ -98,7 +104,7 @@ def begin_connect(
             workspace_id=workspace_id,
             user_id=user_id,
             environment=endpoints.environment,
-            code_verifier=vault.encrypt(verifier),
+            code_verifier=vault.encrypt(verifier_slot(nonce), verifier),
             expires_at=expires,
         ),
     )
@@ -181,7 +187,13 @@ def complete_connect(
     tokens: TokenSet | None = None
     nested = session.begin_nested()
     try:
-        verifier = vault_for(settings).decrypt(attempt.code_verifier)
+        try:
+            verifier = vault_for(settings).decrypt(verifier_slot(attempt.nonce), attempt.code_verifier)
+        except SecretBindingError as exc:
+            log.error("connect attempt of workspace %s: %s", attempt.workspace_id, exc)
+            raise ConnectError(
+                "This Polar authorization failed its integrity check; click Connect Polar again"
+            ) from None
         try:
             tokens = oauth.exchange_code(code, verifier)
         except PolarOAuthError as exc:
@@ -345,9 +357,9 @@ def disconnect(
     # Polar: a run whose calls then fail waits here, and sees the disconnect rather than a failure.
     session.refresh(integration, with_for_update=True)
     # Under the lock: the pair as committed now (a refresh may have rotated it while we waited).
-    token = current_refresh_token(session, settings, integration.id)
+    token = _readable_refresh_token(session, settings, integration.id)
     served = settings.serves(integration.environment)
-    if served:
+    if served:  # with the connection's own access token only: a moved one raises before any call
         _delete_webhook_endpoint(settings, integration)
     try:
         if token and served:
@@ -401,9 +413,22 @@ def _lock_existing_connection(
     if existing is None:
         return None
     lock_tokens_until_transaction_ends(session, settings, existing.id)
-    previous = current_refresh_token(session, settings, existing.id)
+    previous = _readable_refresh_token(session, settings, existing.id)
     session.refresh(existing)  # what _store_connection overwrites is the row as it is now
     return previous
+
+
+def _readable_refresh_token(session: Session, settings: Settings, integration_id: str) -> str | None:
+    """The committed refresh token, or None when it cannot be read (moved from another row, or no
+    configured key): a token that is not this connection's own is never sent to Polar, not even
+    to revoke it, and the owner can still disconnect or reconnect."""
+    try:
+        return current_refresh_token(session, settings, integration_id)
+    except (SecretIntegrityError, VaultError) as exc:
+        log.warning(
+            "integration %s: its refresh token is unreadable (%s); not revoking it", integration_id, exc
+        )
+        return None
 
 
 _REVOKE_KEY = "connect_polar_revoke_after_commit"

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from provisioning.config import PolarEnvironment
 from provisioning.db import utcnow
+from provisioning.ids import new_id
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration, PolarProductMapping
 
 # The web layer owns ``workspace``; the domain only reads its name.
@@ -43,6 +44,7 @@ def all_for_workspace(session: Session, workspace_id: str) -> list[PolarIntegrat
 
 def add(session: Session, workspace_id: str, environment: PolarEnvironment) -> PolarIntegration:
     integration = PolarIntegration(
+        id=new_id(),  # known before the first flush: its secrets are encrypted bound to it
         workspace_id=workspace_id,
         environment=environment,
         status=IntegrationStatus.CONNECTING,

@@ -26,7 +26,7 @@ from provisioning.config import Settings
 from provisioning.db import get_database, utcnow
 from provisioning.integrations import repository
 from provisioning.integrations.models import PolarIntegration
-from provisioning.integrations.service import access_token, vault_for
+from provisioning.integrations.service import access_token, decrypt_secret, secret_slot, vault_for
 from provisioning.polar.errors import PolarOAuthError, ProvisioningError, TransientPolarError
 from provisioning.polar.oauth import PolarOAuth, TokenSet
 
@@ -122,7 +122,6 @@ def fresh_access_token(
     alone. The caller must not hold uncommitted writes to the integration's row (they would block
     that short transaction).
     """
-    vault = vault_for(settings)
     if not needs_refresh(integration):
         return access_token(settings, integration)
     conn = redis_conn or redis.Redis.from_url(settings.redis_url)
@@ -138,10 +137,10 @@ def fresh_access_token(
         if not read_ciphertext:
             _needs_reconnect(session, integration, None, "the Polar connection has no refresh token")
         assert read_ciphertext is not None
+        # Before any call: a refresh token moved here from another row raises SecretIntegrityError.
+        refresh = decrypt_secret(settings, integration.id, "refresh_token", read_ciphertext)
         try:
-            tokens = PolarOAuth(settings.polar(integration.environment)).refresh(
-                vault.decrypt(read_ciphertext)
-            )
+            tokens = PolarOAuth(settings.polar(integration.environment)).refresh(refresh)
         except PolarOAuthError as exc:
             if exc.error == "invalid_grant":
                 _needs_reconnect(
@@ -180,11 +179,13 @@ def _store_refreshed(settings: Settings, integration_id: str, read_ciphertext: s
     """Write the new pair, only over the refresh token it replaces. Its own transaction."""
     vault = vault_for(settings)
     values: dict[str, Any] = {
-        "access_token": vault.encrypt(tokens.access_token),
+        "access_token": vault.encrypt(secret_slot(integration_id, "access_token"), tokens.access_token),
         "token_expires_at": tokens.expires_at,
     }
     if tokens.refresh_token:  # Polar rotates; keep the old one only if none was returned
-        values["refresh_token"] = vault.encrypt(tokens.refresh_token)
+        values["refresh_token"] = vault.encrypt(
+            secret_slot(integration_id, "refresh_token"), tokens.refresh_token
+        )
     if tokens.scope:
         values["scopes"] = tokens.scope
     with get_database().transaction() as tx:
@@ -213,6 +214,7 @@ def _revoke_quietly(settings: Settings, integration: PolarIntegration, tokens: T
 
 
 def current_refresh_token(session: Session, settings: Settings, integration_id: str) -> str | None:
-    """The integration's refresh token as committed now (read it under the token lock)."""
+    """The integration's refresh token as committed now (read it under the token lock). A refresh
+    token moved here from another row raises SecretIntegrityError."""
     ciphertext = repository.refresh_token_ciphertext(session, integration_id)
-    return vault_for(settings).decrypt(ciphertext) if ciphertext else None
+    return decrypt_secret(settings, integration_id, "refresh_token", ciphertext) if ciphertext else None

@@ -26,7 +26,12 @@ from provisioning.config import Settings
 from provisioning.db import utcnow
 from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import PolarIntegration, PolarProductMapping
-from provisioning.integrations.service import vault_for, workspace_name
+from provisioning.integrations.service import (
+    SecretIntegrityError,
+    decrypt_secret,
+    encrypt_secret,
+    workspace_name,
+)
 from provisioning.polar.client import PolarApi
 from provisioning.polar.errors import ProvisioningError
 from provisioning.reconcile import benefits, meters, products, webhook
@@ -169,11 +174,17 @@ def ensure_webhook_endpoint(saga: Saga, record: StepRecord) -> None:
     record.background = (began, took)
     saga.guard()  # never write a secret back over a disconnect
     integration = saga.integration
-    vault = vault_for(saga.settings)
     integration.webhook_endpoint_id = hook.endpoint_id
-    current = vault.decrypt(integration.webhook_secret) if integration.webhook_secret else None
+    current = None
+    if integration.webhook_secret:
+        try:
+            current = decrypt_secret(
+                saga.settings, integration.id, "webhook_secret", integration.webhook_secret
+            )
+        except SecretIntegrityError:
+            current = None  # logged for staff; Polar's own secret replaces the moved one
     if current != hook.secret:
-        integration.webhook_secret = vault.encrypt(hook.secret)
+        integration.webhook_secret = encrypt_secret(saga.settings, integration, "webhook_secret", hook.secret)
     record.polar_ids += hook.polar_ids
 
 

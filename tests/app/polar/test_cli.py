@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
+from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import create_app
-from app.accounts.models import Workspace
+from app.accounts.models import User, Workspace
 from provisioning.config import ConfigError, Settings
 from provisioning.db import Database
 from provisioning.integrations.models import PolarIntegration
 from provisioning.runs.models import ProvisioningRun
+from tests.app.conftest import Accounts
 from tests.app.polar.conftest import consent, run_jobs, start_connect, status
 
 BAD_CATALOG = """
@@ -109,14 +113,76 @@ def test_plans_diff_needs_a_connection(app: Flask, workspace: Workspace) -> None
 
 
 def test_keys_rotate_reports_what_it_re_encrypted(
-    app: Flask, owner_client: FlaskClient, workspace: Workspace, session: Session
+    app: Flask,
+    owner_client: FlaskClient,
+    workspace: Workspace,
+    session: Session,
+    settings: Settings,
+    database: Database,
 ) -> None:
     owner_client.get(consent(start_connect(owner_client, workspace.id)).callback_path)
     before = session.scalar(select(PolarIntegration.access_token))
+    rotated = replace(
+        settings, token_encryption_keys=[Fernet.generate_key(), *settings.token_encryption_keys]
+    )
+
+    result = create_app(rotated, database=database).test_cli_runner().invoke(args=["keys", "rotate"])
+
+    assert result.exit_code == 0, result.output
+    assert "polar_integration: 1/1 rows" in result.output  # progress
+    assert "polar_connect_attempt: 1/1 rows" in result.output
+    assert "3 secret(s) re-encrypted with the first key, 0 already current" in result.output
+    session.expire_all()
+    assert session.scalar(select(PolarIntegration.access_token)) != before  # a fresh ciphertext
+
+
+def test_keys_rotate_names_what_it_cannot_read_without_a_traceback(
+    app: Flask, owner_client: FlaskClient, workspace: Workspace, session: Session, settings: Settings
+) -> None:
+    owner_client.get(consent(start_connect(owner_client, workspace.id)).callback_path)
+    integration = session.scalars(select(PolarIntegration)).one()
+    integration.refresh_token = Fernet(Fernet.generate_key()).encrypt(b"lost").decode()
+    session.commit()
 
     result = app.test_cli_runner().invoke(args=["keys", "rotate"])
 
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert f"cannot read polar_integration.refresh_token of row {integration.id}" in result.output
+    assert "1 secret(s) could not be read" in result.output
+    assert "1 already current" in result.output or "2 already current" in result.output
+
+
+def test_provision_with_tokens_copied_from_another_workspace_makes_no_polar_call(
+    app: Flask,
+    owner_client: FlaskClient,
+    owner: User,
+    accounts: Accounts,
+    workspace: Workspace,
+    session: Session,
+    settings: Settings,
+    redis_url: str,
+    control: httpx.Client,
+) -> None:
+    beta = accounts.workspace("Beta", owner)
+    for ws in (workspace, beta):
+        owner_client.get(consent(start_connect(owner_client, ws.id)).callback_path)
+    run_jobs(redis_url, settings)
+    a, b = (
+        session.scalars(select(PolarIntegration).filter_by(workspace_id=ws.id)).one()
+        for ws in (workspace, beta)
+    )
+    b.access_token, b.refresh_token = a.access_token, a.refresh_token
+    session.commit()
+    control.delete("/_emulator/requests").raise_for_status()
+
+    result = app.test_cli_runner().invoke(args=["provision", beta.id])
     assert result.exit_code == 0, result.output
-    assert "re-encrypted the secrets of 1 integration(s)" in result.output
-    session.expire_all()
-    assert session.scalar(select(PolarIntegration.access_token)) != before  # a fresh ciphertext
+    run_jobs(redis_url, settings)
+
+    assert control.get("/_emulator/requests").json() == []
+    shown = status(owner_client, beta.id)
+    assert shown["status"] == "needs_reconnect"
+    assert "failed its integrity check" in shown["last_error"] and "Reconnect Polar" in shown["last_error"]
+    assert status(owner_client, workspace.id)["status"] == "ready"

@@ -16,7 +16,7 @@ from app.accounts.models import Workspace
 from provisioning.config import Settings
 from provisioning.db import Database
 from provisioning.integrations.models import PolarIntegration
-from provisioning.vault import Vault
+from provisioning.integrations.service import access_token, decrypt_secret, refresh_token
 from tests.app.conftest import PASSWORD, csrf_token, login, make_app
 from tests.app.polar.conftest import consent, run_jobs, start_connect, status
 
@@ -48,11 +48,13 @@ def _assert_no_secrets(client: FlaskClient, workspace_id: str, session: Session,
         select(PolarIntegration).where(PolarIntegration.workspace_id == workspace_id)
     )
     assert integration is not None and integration.access_token and integration.refresh_token
-    vault = Vault(settings.token_encryption_keys)
     secrets = [integration.access_token, integration.refresh_token]
-    secrets += [vault.decrypt(integration.access_token), vault.decrypt(integration.refresh_token)]
+    secrets += [access_token(settings, integration), refresh_token(settings, integration)]
     if integration.webhook_secret:
-        secrets += [integration.webhook_secret, vault.decrypt(integration.webhook_secret)]
+        webhook_secret = decrypt_secret(
+            settings, integration.id, "webhook_secret", integration.webhook_secret
+        )
+        secrets += [integration.webhook_secret, webhook_secret]
     assert all(s.startswith("polar_") for s in secrets[2:4])  # plaintext tokens look like Polar's
     assert not integration.access_token.startswith("polar_")  # stored encrypted
     bodies = [

@@ -17,7 +17,7 @@ from standardwebhooks import Webhook
 from app.accounts.models import Workspace
 from provisioning.config import Settings
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
-from provisioning.integrations.service import vault_for
+from provisioning.integrations.service import encrypt_secret
 from provisioning.webhooks.models import PolarWebhookEvent
 
 SECRET = "whsec_" + "a1B2c3D4e5" * 4 + "xyz"
@@ -29,8 +29,8 @@ def integration(session: Session, settings: Settings, workspace: Workspace) -> P
         workspace_id=workspace.id,
         status=IntegrationStatus.READY,
         webhook_endpoint_id=str(uuid.uuid4()),
-        webhook_secret=vault_for(settings).encrypt(SECRET),
     )
+    integration.webhook_secret = encrypt_secret(settings, integration, "webhook_secret", SECRET)
     session.add(integration)
     session.commit()
     return integration
@@ -174,3 +174,24 @@ def test_a_disconnected_workspace_answers_gone(client, session, integration):
 
     assert response.status_code == 410
     assert recorded(session) == 0
+
+
+def test_a_webhook_secret_moved_from_another_connection_verifies_nothing(
+    client, session, settings, integration, accounts, owner
+):
+    other = PolarIntegration(
+        workspace_id=accounts.workspace("Other", owner).id,
+        status=IntegrationStatus.READY,
+        webhook_endpoint_id=str(uuid.uuid4()),
+        webhook_secret=integration.webhook_secret,  # copied from the first connection's row
+    )
+    session.add(other)
+    session.commit()
+    body, headers = signed(event())  # validly signed with the secret the ciphertext holds
+
+    response = post(client, other, body, headers)
+
+    assert response.status_code == 503
+    assert "integrity" in response.get_json()["error"]
+    assert recorded(session) == 0
+    assert post(client, integration, body, headers).status_code == 202  # its own row still works

@@ -142,7 +142,7 @@ def test_503_and_429_are_retried(session, settings, connect, control):
 
 def test_missing_scope_fails_the_run_with_an_actionable_message(session, settings, connect, control):
     from provisioning.connect.models import PolarConnectAttempt
-    from provisioning.connect.service import begin_connect
+    from provisioning.connect.service import begin_connect, verifier_slot
     from provisioning.integrations.service import store_tokens, vault_for
     from provisioning.polar.oauth import PolarOAuth
     from tests.provisioning.conftest import consent
@@ -154,7 +154,8 @@ def test_missing_scope_fails_the_run_with_an_actionable_message(session, setting
     )
     narrow = " ".join(s for s in load_catalog(settings.plans_file).required_scopes() if s != "webhooks:write")
     code, _ = consent(start.authorize_url, scope=narrow)
-    verifier = vault_for(settings).decrypt(session.get(PolarConnectAttempt, start.nonce).code_verifier)
+    attempt = session.get(PolarConnectAttempt, start.nonce)
+    verifier = vault_for(settings).decrypt(verifier_slot(start.nonce), attempt.code_verifier)
     store_tokens(settings, connected.integration, PolarOAuth(settings.polar()).exchange_code(code, verifier))
     session.commit()
 
