@@ -1,6 +1,7 @@
 """Every table of the domain, imported in one place for Alembic and tests."""
 
 from provisioning.audit.models import AuditEvent
+from provisioning.canary.models import KeyCanary
 from provisioning.catalog.models import PlanCatalogRevision
 from provisioning.connect.models import PolarConnectAttempt
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration, PolarProductMapping
@@ -10,6 +11,7 @@ from provisioning.webhooks.models import PolarWebhookEvent
 __all__ = [
     "AuditEvent",
     "IntegrationStatus",
+    "KeyCanary",
     "PlanCatalogRevision",
     "PolarConnectAttempt",
     "PolarIntegration",
