@@ -207,7 +207,8 @@ def users_by_id(session: Session, user_ids: set[str]) -> dict[str, str]:
     ids = {i for i in user_ids if i}
     if not ids:
         return {}
-    return dict(session.execute(select(User.id, User.email).where(User.id.in_(ids))).tuples())
+    rows = session.execute(select(User.id, User.email).where(User.id.in_(ids)))
+    return {user_id: email for user_id, email in rows}
 
 
 def recent_runs(session: Session, integration_id: str, *, limit: int) -> list[ProvisioningRun]:

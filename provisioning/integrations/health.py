@@ -22,7 +22,7 @@ from provisioning.webhooks.urls import webhook_url
 @dataclass
 class HealthCheck:
     ok: bool = False
-    token_active: bool | None = None
+    grant_active: bool | None = None
     missing_scopes: list[str] = field(default_factory=list)
     organization_reachable: bool | None = None
     endpoint: str = "unknown"  # present | disabled | different | missing | unknown
@@ -43,7 +43,7 @@ def check_connection(
         token = fresh_access_token(session, settings, integration)
         endpoints = settings.polar(integration.environment)
         intro = PolarOAuth(endpoints).introspect(token)
-        result.token_active = intro.active
+        result.grant_active = intro.active
         if not intro.active:
             result.problems.append("Polar reports the access token inactive: the grant was revoked")
             return result
