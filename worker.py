@@ -2,7 +2,8 @@
 
 Like ``wsgi.py`` for the web, this is where the process is composed: it loads every table of the
 shared metadata (the domain's and the web layer's account tables, which the domain's foreign keys
-name), configures the database, sweeps the outbox for runs whose enqueue was lost, and runs an RQ
+name), checks the settings and that the encryption keys decrypt the database's key canary
+(stopping with one line naming the setting otherwise), configures the database, sweeps the outbox for runs whose enqueue was lost, and runs an RQ
 worker with the JSON serializer on the queue of provisioning runs.
 """
 
@@ -19,6 +20,7 @@ from rq.serializers import JSONSerializer
 
 import app.accounts.models  # noqa: F401  (tables that provisioning's foreign keys refer to)
 import provisioning.models  # noqa: F401
+from provisioning import startup
 from provisioning.config import ConfigError, Settings
 from provisioning.connect.service import purge_expired_attempts
 from provisioning.db import Database, configure
@@ -56,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
+        startup.check_catalog(settings)
+        database = configure(Database(url=settings.database_url))
+        startup.check_keys(database, settings)  # the keys must be this database's: never work with others
     except ConfigError as exc:
-        print(f"Configuration error: {exc}", file=sys.stderr)
-        return 2
-    database = configure(Database(url=settings.database_url))
+        startup.stop(exc, 2)
     engine = database.engine
     assert engine is not None
     # RQ forks a work horse per job: the child must open its own connections, never reuse the

@@ -12,6 +12,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from provisioning.errors import ConnectPolarError
 
@@ -37,6 +39,8 @@ POLAR_URLS = {
 }
 # Known development-only values: accepted locally, refused in production.
 DEV_SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"
+APP_ENVS = ("development", "test", "production")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class ConfigError(ConnectPolarError):
@@ -170,6 +174,8 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
         app_env = env.get("APP_ENV", "development").strip().lower()
+        if app_env not in APP_ENVS:  # a typo ("prod") must never run as development
+            raise ConfigError(f"APP_ENV must be development, test or production, not {app_env!r}")
         server = env.get("POLAR_SERVER", "sandbox").strip().lower()
         if server not in {e.value for e in PolarEnvironment}:
             raise ConfigError(f"POLAR_SERVER must be 'sandbox' or 'production', not {server!r}")
@@ -203,6 +209,18 @@ class Settings:
     def check(self) -> None:
         """Refuse to start with settings that cannot work, and production with a missing or weak
         secret, naming the setting."""
+        if self.env not in APP_ENVS:
+            raise ConfigError(f"APP_ENV must be development, test or production, not {self.env!r}")
+        for name, url in self._urls():
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}")
+        if urlsplit(self.redis_url).scheme not in REDIS_SCHEMES:
+            raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        try:
+            make_url(self.database_url)
+        except ArgumentError:
+            raise ConfigError("DATABASE_URL is not a database URL (e.g. postgresql://user@host/db)") from None
         paths: dict[str, PolarEnvironment] = {}
         for endpoints in self.polar_environments.values():
             other = paths.setdefault(endpoints.callback_path, endpoints.environment)
@@ -214,7 +232,12 @@ class Settings:
                 )
         if not self.is_production:
             return
-        if not self.secret_key or self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32:
+        if (
+            not self.secret_key
+            or self.secret_key == DEV_SECRET_KEY
+            or len(self.secret_key) < 32
+            or len(set(self.secret_key)) < 10  # "aaaa…", "abcabc…": long but guessable
+        ):
             raise ConfigError(
                 "SECRET_KEY is missing or weak: set at least 32 random characters in production"
             )
@@ -232,16 +255,28 @@ class Settings:
         if self.database_url.startswith("sqlite"):
             raise ConfigError("DATABASE_URL points at SQLite: use PostgreSQL in production")
         # Polar refuses non-https webhook URLs, and the OAuth callback carries the code.
-        for name, url in (
-            ("PUBLIC_BASE_URL", self.public_base_url),
-            ("POLAR_OAUTH_REDIRECT_URI", self.polar_oauth_redirect_uri),
-            *(
-                (f"POLAR_{e.environment.name}_OAUTH_REDIRECT_URI", e.redirect_uri)
-                for e in self.other_polar_environments
-            ),
-        ):
+        for name, url in self._urls():
+            if name.endswith(("_API_URL", "_WEB_URL")):
+                continue  # Polar's own servers (a local Polar in tests)
             if not url.startswith("https://"):
                 raise ConfigError(f"{name} must be an https:// URL in production, not {url!r}")
+
+    def _urls(self) -> list[tuple[str, str]]:
+        """Every URL setting, by the name of its variable."""
+        urls = [
+            ("PUBLIC_BASE_URL", self.public_base_url),
+            ("POLAR_OAUTH_REDIRECT_URI", self.polar_oauth_redirect_uri),
+            ("POLAR_API_URL", self.polar_api_url),
+            ("POLAR_WEB_URL", self.polar_web_url),
+        ]
+        for e in self.other_polar_environments:
+            prefix = f"POLAR_{e.environment.name}_"
+            urls += [
+                (prefix + "OAUTH_REDIRECT_URI", e.redirect_uri),
+                (prefix + "API_URL", e.api_url),
+                (prefix + "WEB_URL", e.web_url),
+            ]
+        return urls
 
 
 def _environment_from_env(env: Mapping[str, str], environment: PolarEnvironment) -> PolarEndpoints | None:

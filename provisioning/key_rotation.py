@@ -2,9 +2,10 @@
 row and column.
 
 Rotation: put the new key first in the list (the old ones stay to decrypt), deploy, run this, then
-drop the old keys. It covers every secret: each integration's tokens and webhook secret, and the
-PKCE verifier of every connect attempt, used ones included. Legacy ciphertexts (plain Fernet, from
-before secrets were bound to their rows) are rewritten into the bound envelope.
+drop the old keys. It covers every secret: each integration's tokens and webhook secret, the PKCE
+verifier of every connect attempt (used ones included) and the key canary that start-up checks.
+Legacy ciphertexts (plain Fernet, from before secrets were bound to their rows) are rewritten into
+the bound envelope.
 
 Each row is rewritten in its own transaction (an integration under its token lock, so a refresh
 running meanwhile never finds its refresh token's ciphertext changed under it), so an interrupted
@@ -18,6 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from provisioning.canary import repository as canaries
+from provisioning.canary.models import KeyCanary
+from provisioning.canary.service import TOKEN_KEYS, canary_slot
 from provisioning.config import Settings
 from provisioning.connect import repository as attempts
 from provisioning.connect.service import verifier_slot
@@ -91,6 +95,16 @@ def rotate_encryption(
                     attempt.code_verifier = new
         tick(ATTEMPTS_TABLE, n, len(nonces))
     report.rows[ATTEMPTS_TABLE] = len(nonces)
+
+    # Last, the key canary: processes started with only the newest key must still find it readable.
+    with database.transaction() as session:
+        canary = canaries.get(session, TOKEN_KEYS, lock=True) if canaries.table_exists(session) else None
+        if canary is not None:
+            new = _rotated(vault, canary_slot(), canary.ciphertext, report)
+            if new is not None:
+                canary.ciphertext = new
+            report.rows[KeyCanary.__tablename__] = 1
+            tick(KeyCanary.__tablename__, 1, 1)
     return report
 
 

@@ -31,3 +31,11 @@ def purge_expired(session: Session, *, older_than: timedelta) -> int:
         delete(PolarConnectAttempt).where(PolarConnectAttempt.expires_at < utcnow() - older_than)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def any_verifier(session: Session) -> tuple[str, str] | None:
+    """(nonce, verifier ciphertext) of one attempt, if any."""
+    row = session.execute(
+        select(PolarConnectAttempt.nonce, PolarConnectAttempt.code_verifier).limit(1)
+    ).first()
+    return (row[0], row[1]) if row is not None else None

@@ -55,6 +55,16 @@ def add(session: Session, workspace_id: str, environment: PolarEnvironment) -> P
     return integration
 
 
+def any_access_token(session: Session) -> tuple[str, str] | None:
+    """(id, access token ciphertext) of one connected integration, if any."""
+    row = session.execute(
+        select(PolarIntegration.id, PolarIntegration.access_token)
+        .where(PolarIntegration.access_token.is_not(None))
+        .limit(1)
+    ).first()
+    return (row[0], row[1]) if row is not None and row[1] is not None else None
+
+
 def ids(session: Session) -> list[str]:
     return list(session.scalars(select(PolarIntegration.id)))
 

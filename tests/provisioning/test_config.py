@@ -77,7 +77,7 @@ def test_production_needs_the_second_environment_s_secret_and_https():
     production = {
         **BASE,
         "APP_ENV": "production",
-        "SECRET_KEY": "s" * 40,
+        "SECRET_KEY": "Zq8vN2xR7kLp4TgW9mYc3HbD6sFj1UeA5nQo0iVr",
         "POLAR_TOKEN_ENCRYPTION_KEY": "0" * 64,
         "DATABASE_URL": "postgresql://db/connect_polar",
         "PUBLIC_BASE_URL": "https://billing.example",
@@ -90,3 +90,45 @@ def test_production_needs_the_second_environment_s_secret_and_https():
     production["POLAR_PRODUCTION_OAUTH_REDIRECT_URI"] = "http://billing.example/polar/callback/production"
     with pytest.raises(ConfigError, match="POLAR_PRODUCTION_OAUTH_REDIRECT_URI must be an https"):
         Settings.from_env(production)
+
+
+PRODUCTION = {
+    **BASE,
+    "APP_ENV": "production",
+    "SECRET_KEY": "Zq8vN2xR7kLp4TgW9mYc3HbD6sFj1UeA5nQo0iVr",
+    "POLAR_TOKEN_ENCRYPTION_KEY": "0" * 64,
+    "DATABASE_URL": "postgresql://db/connect_polar",
+    "PUBLIC_BASE_URL": "https://billing.example",
+}
+
+
+def test_production_settings_that_hold_together_are_accepted():
+    assert Settings.from_env(PRODUCTION).is_production
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"APP_ENV": "prod"}, "APP_ENV must be development, test or production, not 'prod'"),
+        ({"APP_ENV": "staging"}, "APP_ENV must be"),
+        ({"SECRET_KEY": "a" * 64}, "SECRET_KEY is missing or weak"),
+        ({"SECRET_KEY": "too-short"}, "SECRET_KEY is missing or weak"),
+        ({"POLAR_TOKEN_ENCRYPTION_KEY": ""}, "POLAR_TOKEN_ENCRYPTION_KEY is missing"),
+        ({"POLAR_TOKEN_ENCRYPTION_KEY": "not-a-key"}, "POLAR_TOKEN_ENCRYPTION_KEY: key #1"),
+        ({"PUBLIC_BASE_URL": "http://billing.example"}, "PUBLIC_BASE_URL must be an https:// URL"),
+        ({"PUBLIC_BASE_URL": "billing.example"}, "PUBLIC_BASE_URL must be an http:// or https:// URL"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must be a redis://"),
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL is not a database URL"),
+        ({"POLAR_SERVER": "live"}, "POLAR_SERVER must be"),
+    ],
+)
+def test_an_invalid_setting_is_refused_naming_it(changes, named):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**PRODUCTION, **changes})
+    assert str(caught.value).startswith(named), caught.value
+    assert "\n" not in str(caught.value)
+
+
+def test_a_misspelt_app_env_never_runs_as_development():
+    with pytest.raises(ConfigError, match="APP_ENV"):
+        Settings.from_env({"APP_ENV": "prod"})
