@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, Index, MetaData, create_engine, event
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -59,6 +59,11 @@ def enum_column_type(enum_class: type[enum.StrEnum], length: int) -> SAEnum:
         values_callable=lambda members: [m.value for m in members],
         validate_strings=True,
     )
+
+
+def trigram_index(name: str, column: str) -> Index:
+    """A trigram index for ``ILIKE '%…%'`` search on PostgreSQL (a plain index elsewhere)."""
+    return Index(name, column, postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"})
 
 
 def utcnow() -> datetime:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from provisioning.db import Base, UTCDateTime, enum_column_type, utcnow
+from provisioning.db import Base, UTCDateTime, enum_column_type, trigram_index, utcnow
 from provisioning.ids import new_id
 
 
@@ -19,6 +19,7 @@ class Role(enum.StrEnum):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (trigram_index("ix_users_email_trgm", "email"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     email: Mapped[str] = mapped_column(String(320), unique=True, index=True)
@@ -47,6 +48,10 @@ class User(Base):
 
 class Workspace(Base):
     __tablename__ = "workspace"
+    __table_args__ = (
+        Index("ix_workspace_created_at_id", "created_at", "id"),
+        trigram_index("ix_workspace_name_trgm", "name"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(120))

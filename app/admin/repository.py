@@ -7,8 +7,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, tuple_, union
 from sqlalchemy.orm import Session, selectinload
 
 from app.accounts.models import Membership, Role, User, Workspace
@@ -19,24 +20,44 @@ from provisioning.webhooks.models import PolarWebhookEvent
 PROBLEMS = (IntegrationStatus.FAILED, IntegrationStatus.NEEDS_RECONNECT)
 
 
+NEVER_CONNECTED = "never_connected"
+
+
 @dataclass(frozen=True)
 class WorkspaceFilter:
     q: str = ""
     status: IntegrationStatus | None = None
+    never_connected: bool = False
     environment: str | None = None
     behind_revision: str | None = None  # set: only connections provisioned at another revision
     problem: bool = False
 
     @property
     def any(self) -> bool:
-        return bool(self.q or self.status or self.environment or self.behind_revision or self.problem)
+        return bool(
+            self.q
+            or self.status
+            or self.never_connected
+            or self.environment
+            or self.behind_revision
+            or self.problem
+        )
+
+    @property
+    def only_status(self) -> bool:
+        return bool(self.status) and not (
+            self.q or self.never_connected or self.environment or self.behind_revision or self.problem
+        )
+
+
+# Where the list stands: the (activity time, row id) of the last row shown; the next page is older.
+Cursor = tuple[datetime, str]
 
 
 @dataclass(frozen=True)
 class ListRow:
     workspace_id: str
     workspace_name: str
-    workspace_created_at: datetime
     integration_id: str | None
     environment: str | None
     status: IntegrationStatus | None
@@ -44,6 +65,7 @@ class ListRow:
     catalog_revision: str | None
     last_error: str | None
     activity_at: datetime
+    key: str  # the row's id in the ordering (the connection's, else the workspace's)
     owners: tuple[str, ...] = ()
 
 
@@ -52,29 +74,30 @@ def _like(q: str) -> str:
     return f"%{escaped}%"
 
 
-def _conditions(where: WorkspaceFilter) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if where.q:
-        pattern = _like(where.q.strip())
-        owner_matches = exists(
-            select(Membership.id)
-            .join(User, User.id == Membership.user_id)
-            .where(
-                Membership.workspace_id == Workspace.id,
-                Membership.role == Role.OWNER,
-                User.email.ilike(pattern, escape="\\"),
-            )
-        )
-        conditions.append(
+def _matching_workspaces(q: str) -> Any:
+    """Ids of workspaces whose name, owner's email, or Polar organization (id, slug, name) contains
+    ``q``: each arm uses its own trigram index; a full workspace id matches too."""
+    pattern = _like(q)
+    arms = [
+        select(Workspace.id).where(Workspace.name.ilike(pattern, escape="\\")),
+        select(Membership.workspace_id)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.role == Role.OWNER, User.email.ilike(pattern, escape="\\")),
+        select(PolarIntegration.workspace_id).where(
             or_(
-                Workspace.name.ilike(pattern, escape="\\"),
-                Workspace.id == where.q.strip(),
                 PolarIntegration.polar_org_id.ilike(pattern, escape="\\"),
                 PolarIntegration.polar_org_slug.ilike(pattern, escape="\\"),
                 PolarIntegration.polar_org_name.ilike(pattern, escape="\\"),
-                owner_matches,
             )
-        )
+        ),
+    ]
+    if len(q) == 36:
+        arms.append(select(Workspace.id).where(Workspace.id == q))
+    return union(*arms)
+
+
+def _connection_conditions(where: WorkspaceFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
     if where.status is not None:
         conditions.append(PolarIntegration.status == where.status)
     if where.environment:
@@ -91,69 +114,87 @@ def _conditions(where: WorkspaceFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def list_workspaces(
-    session: Session, where: WorkspaceFilter, *, limit: int, offset: int
-) -> tuple[list[ListRow], int]:
-    """One page of (workspace, connection) rows, the latest activity first, and how many in all."""
-    total = session.scalar(
-        select(func.count())
-        .select_from(Workspace)
-        .outerjoin(PolarIntegration, PolarIntegration.workspace_id == Workspace.id)
-        .where(*_conditions(where))
+def _page_query(where: WorkspaceFilter) -> tuple[Any, Any, Any]:
+    """(query, activity, key): connections in order of activity, driven by an index, or, for a
+    search or the never-connected, workspaces with their connections."""
+    columns = (
+        Workspace.id,
+        Workspace.name,
+        PolarIntegration.id,
+        PolarIntegration.environment,
+        PolarIntegration.status,
+        PolarIntegration.polar_org_name,
+        PolarIntegration.polar_org_id,
+        PolarIntegration.catalog_revision,
+        PolarIntegration.last_error,
     )
-    activity = func.coalesce(PolarIntegration.updated_at, Workspace.created_at)
-    found = session.execute(
-        select(
-            Workspace.id,
-            Workspace.name,
-            Workspace.created_at,
-            PolarIntegration.id,
-            PolarIntegration.environment,
-            PolarIntegration.status,
-            PolarIntegration.polar_org_name,
-            PolarIntegration.polar_org_id,
-            PolarIntegration.catalog_revision,
-            PolarIntegration.last_error,
-            activity.label("activity_at"),
+    activity: Any
+    key: Any
+    if not (where.q or where.never_connected):
+        activity, key = PolarIntegration.updated_at, PolarIntegration.id
+        query = (
+            select(*columns, activity, key)
+            .select_from(PolarIntegration)
+            .join(Workspace, Workspace.id == PolarIntegration.workspace_id)
+            .where(*_connection_conditions(where))
         )
+        return query, activity, key
+    activity = func.coalesce(PolarIntegration.updated_at, Workspace.created_at)
+    key = func.coalesce(PolarIntegration.id, Workspace.id)
+    query = (
+        select(*columns, activity, key)
         .select_from(Workspace)
         .outerjoin(PolarIntegration, PolarIntegration.workspace_id == Workspace.id)
-        .where(*_conditions(where))
-        .order_by(activity.desc(), Workspace.id, PolarIntegration.environment)
-        .limit(limit)
-        .offset(offset)
-    ).all()
+        .where(*_connection_conditions(where))
+    )
+    if where.q:
+        query = query.where(Workspace.id.in_(_matching_workspaces(where.q)))
+    if where.never_connected:
+        query = query.where(PolarIntegration.id.is_(None))
+    return query, activity, key
+
+
+def list_workspaces(
+    session: Session, where: WorkspaceFilter, *, limit: int, before: Cursor | None = None
+) -> tuple[list[ListRow], Cursor | None]:
+    """One page of (workspace, connection) rows, the latest activity first, and the cursor of the
+    next (older) page, if any. Keyset paging: a page deep in the list costs what the first does."""
+    query, activity, key = _page_query(where)
+    if before is not None:
+        query = query.where(tuple_(activity, key) < tuple_(literal(before[0]), literal(before[1])))
+    found = session.execute(query.order_by(activity.desc(), key.desc()).limit(limit + 1)).all()
+    more = len(found) > limit
+    found = found[:limit]
     owners = owners_of(session, {r[0] for r in found})
     rows = [
         ListRow(
             workspace_id=r[0],
             workspace_name=r[1],
-            workspace_created_at=r[2],
-            integration_id=r[3],
-            environment=r[4],
-            status=r[5],
-            organization=r[6] or r[7],
-            catalog_revision=r[8],
-            last_error=r[9],
-            activity_at=r[10],
+            integration_id=r[2],
+            environment=r[3],
+            status=r[4],
+            organization=r[5] or r[6],
+            catalog_revision=r[7],
+            last_error=r[8],
+            activity_at=r[9],
+            key=r[10],
             owners=tuple(owners.get(r[0], ())),
         )
         for r in found
     ]
-    return rows, int(total or 0)
+    return rows, ((rows[-1].activity_at, rows[-1].key) if more and rows else None)
+
+
+def count_matching(session: Session, where: WorkspaceFilter, *, cap: int) -> int:
+    """How many rows a filter matches, counted up to ``cap`` (the list says "cap+" beyond)."""
+    query, _, _ = _page_query(where)
+    return int(session.scalar(select(func.count()).select_from(query.limit(cap + 1).subquery())) or 0)
 
 
 def matching_integration_ids(session: Session, where: WorkspaceFilter, *, limit: int) -> list[str]:
     """The connections a filter matches (for "re-provision all matching"), at most ``limit``."""
-    query = (
-        select(PolarIntegration.id)
-        .select_from(Workspace)
-        .join(PolarIntegration, PolarIntegration.workspace_id == Workspace.id)
-        .where(*_conditions(where))
-        .order_by(PolarIntegration.id)
-        .limit(limit)
-    )
-    return list(session.scalars(query))
+    query, _, _ = _page_query(where)
+    return [row[2] for row in session.execute(query.limit(limit)) if row[2] is not None]
 
 
 def owners_of(session: Session, workspace_ids: set[str]) -> dict[str, list[str]]:
@@ -172,20 +213,14 @@ def owners_of(session: Session, workspace_ids: set[str]) -> dict[str, list[str]]
 
 
 def status_counts(session: Session) -> dict[str, int]:
-    """Connections per status, plus workspaces that never connected."""
-    counts = {
+    """Connections per status: one index-only aggregate. (Workspaces that never connected are a
+    filter of their own: counting them costs a scan of every workspace.)"""
+    return {
         str(status): int(n)
         for status, n in session.execute(
             select(PolarIntegration.status, func.count()).group_by(PolarIntegration.status)
         )
     }
-    never = session.scalar(
-        select(func.count())
-        .select_from(Workspace)
-        .where(~exists(select(PolarIntegration.id).where(PolarIntegration.workspace_id == Workspace.id)))
-    )
-    counts["never_connected"] = int(never or 0)
-    return counts
 
 
 def workspace(session: Session, workspace_id: str) -> Workspace | None:

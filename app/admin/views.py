@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,17 +63,20 @@ def _workspace_or_404(workspace_id: str) -> Any:
     return workspace
 
 
-def _filters() -> repository.WorkspaceFilter:
-    args = request.args
+def _filters(args: Mapping[str, str] | None = None) -> repository.WorkspaceFilter:
+    """The list's filter, from the query string (or the bulk form's copy of it)."""
+    args = request.args if args is None else args
     status = args.get("status") or None
-    if status is not None and status not in STATUS_VALUES:
+    never = status == repository.NEVER_CONNECTED
+    if status is not None and not never and status not in STATUS_VALUES:
         abort(400, description=f"Unknown status {status[:40]!r}.")
     environment = args.get("environment") or None
     if environment is not None and environment not in {e.value for e in PolarEnvironment}:
         abort(400, description=f"Unknown environment {environment[:40]!r}.")
     return repository.WorkspaceFilter(
         q=(args.get("q") or "").strip()[:200],
-        status=IntegrationStatus(status) if status else None,
+        status=IntegrationStatus(status) if status and not never else None,
+        never_connected=never,
         environment=environment,
         behind_revision=catalog().revision if args.get("behind") == "1" else None,
         problem=args.get("problem") == "1",
@@ -85,28 +89,58 @@ def index() -> Response:
     return redirect(url_for("admin.workspaces"))
 
 
+def _cursor(raw: str | None) -> repository.Cursor | None:
+    """``before=<ISO time>~<id>``: the last row of the page before this one."""
+    if not raw:
+        return None
+    when, _, key = raw.partition("~")
+    try:
+        at = datetime.fromisoformat(when)
+        uuid.UUID(key)
+    except ValueError:
+        abort(400, description="That list position is not valid: start again from the first page.")
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at, key
+
+
+def _cursor_text(cursor: repository.Cursor) -> str:
+    at, key = cursor
+    return f"{at.astimezone(UTC).replace(tzinfo=None).isoformat()}~{key}"  # UTC, no "+" to escape
+
+
+COUNT_CAP = 1000
+
+
 @bp.get("/workspaces")
 @staff_required
 def workspaces() -> str:
     where = _filters()
-    page = _page()
+    before = _cursor(request.args.get("before"))
     db = db_session()
-    rows, total = repository.list_workspaces(db, where, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-    pages = max(1, math.ceil(total / PAGE_SIZE))
+    counts = repository.status_counts(db)
+    rows, after = repository.list_workspaces(db, where, limit=PAGE_SIZE, before=before)
+    if not where.any:
+        total = sum(counts.values())
+    elif where.only_status and where.status is not None:
+        total = counts.get(str(where.status), 0)
+    else:
+        total = repository.count_matching(db, where, cap=COUNT_CAP)
     return render_template(
         "admin/workspaces.html",
         rows=rows,
         total=total,
-        page=page,
-        pages=pages,
+        capped=total > COUNT_CAP,
+        before=before,
+        after=_cursor_text(after) if after else None,
         where=where,
-        counts=repository.status_counts(db),
+        counts=counts,
         statuses=list(IntegrationStatus),
         revision=catalog().revision,
         bulk_form=BulkForm(
             scope="selected",
             q=where.q,
-            status=where.status or "",
+            status=where.status or (repository.NEVER_CONNECTED if where.never_connected else ""),
             behind="1" if where.behind_revision else "",
             problem="1" if where.problem else "",
             environment=where.environment or "",
@@ -333,13 +367,7 @@ def bulk_reprovision() -> Response:
         return back
     db = db_session()
     if form.scope.data == "matching":
-        where = repository.WorkspaceFilter(
-            q=(form.q.data or "").strip()[:200],
-            status=IntegrationStatus(form.status.data) if form.status.data in STATUS_VALUES else None,
-            environment=form.environment.data or None,
-            behind_revision=catalog().revision if form.behind.data == "1" else None,
-            problem=form.problem.data == "1",
-        )
+        where = _filters({k: v for k, v in _filter_args(form).items() if v})
         ids = repository.matching_integration_ids(db, where, limit=BULK_LIMIT)
         selection = f"all {len(ids)} matching " + (_describe(where) or "the whole list")
     else:

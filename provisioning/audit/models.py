@@ -38,7 +38,6 @@ class AuditEvent(Base):
     def __setattr__(self, name: str, value: Any) -> None:
         # Loading sets attributes through the instance state, not here; only a later write does.
         state = getattr(self, "_sa_instance_state", None)
-        if state is not None and name in self.__table__.columns:
-            if state.persistent or state.detached:
-                raise AttributeError("audit events are append-only")
+        if state is not None and name in self.__table__.columns and (state.persistent or state.detached):
+            raise AttributeError("audit events are append-only")
         super().__setattr__(name, value)

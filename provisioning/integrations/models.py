@@ -6,11 +6,11 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from provisioning.config import PolarEnvironment
-from provisioning.db import Base, UTCDateTime, enum_column_type, utcnow
+from provisioning.db import Base, UTCDateTime, enum_column_type, trigram_index, utcnow
 from provisioning.ids import new_id
 
 
@@ -30,7 +30,15 @@ class PolarIntegration(Base):
     MultiFernet ciphertext, never plaintext."""
 
     __tablename__ = "polar_integration"
-    __table_args__ = (UniqueConstraint("workspace_id", "environment"),)
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "environment"),
+        # The support console lists connections by latest activity, all or by status.
+        Index("ix_polar_integration_updated_at_id", "updated_at", "id"),
+        Index("ix_polar_integration_status_updated_at_id", "status", "updated_at", "id"),
+        trigram_index("ix_polar_integration_polar_org_id_trgm", "polar_org_id"),
+        trigram_index("ix_polar_integration_polar_org_slug_trgm", "polar_org_slug"),
+        trigram_index("ix_polar_integration_polar_org_name_trgm", "polar_org_name"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     workspace_id: Mapped[str] = mapped_column(

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from provisioning.db import Base, UTCDateTime, enum_column_type, utcnow
@@ -45,6 +45,7 @@ class RunBatch(Base):
 
 class ProvisioningRun(Base):
     __tablename__ = "provisioning_run"
+    __table_args__ = (Index("ix_provisioning_run_integration_id_created_at", "integration_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     integration_id: Mapped[str] = mapped_column(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from provisioning.db import Base, UTCDateTime, utcnow
@@ -14,7 +14,10 @@ from provisioning.ids import new_id
 
 class PolarWebhookEvent(Base):
     __tablename__ = "polar_webhook_event"
-    __table_args__ = (UniqueConstraint("integration_id", "webhook_id"),)
+    __table_args__ = (
+        UniqueConstraint("integration_id", "webhook_id"),
+        Index("ix_polar_webhook_event_integration_id_received_at", "integration_id", "received_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     integration_id: Mapped[str] = mapped_column(

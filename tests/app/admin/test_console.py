@@ -129,7 +129,9 @@ def test_the_list_searches_filters_and_counts(
 ) -> None:
     accounts.workspace("Zebra Corp", owner)
     page = staff_client.get("/admin/workspaces").get_data(as_text=True)
-    assert "Ready: 1" in page and "Never connected: 1" in page
+    assert "Ready: 1" in page and "Zebra Corp" not in page  # the list is of connections
+    never = staff_client.get("/admin/workspaces?status=never_connected").get_data(as_text=True)
+    assert "Zebra Corp" in never and "Acme" not in never
     found = staff_client.get("/admin/workspaces?q=owner@EXAMPLE.com").get_data(as_text=True)
     assert "Acme" in found and "Zebra Corp" in found
     assert "Zebra Corp" not in staff_client.get("/admin/workspaces?status=ready").get_data(as_text=True)
@@ -151,13 +153,30 @@ def test_search_metacharacters_match_literally(
 
 
 def test_bad_list_parameters_are_refused(staff_client: FlaskClient, connected: Workspace) -> None:
-    assert staff_client.get("/admin/workspaces?page=0").status_code == 400
-    assert staff_client.get("/admin/workspaces?page=abc").status_code == 400
+    assert staff_client.get("/admin/workspaces?before=yesterday").status_code == 400
+    assert staff_client.get("/admin/workspaces?before=2026-01-01T00:00:00~not-an-id").status_code == 400
     assert staff_client.get("/admin/workspaces?status=bogus").status_code == 400
-    far = staff_client.get("/admin/workspaces?page=99")
-    assert far.status_code == 200 and "past the last page" in far.get_data(as_text=True)
+    assert staff_client.get("/admin/workspaces?environment=staging").status_code == 400
+    old = staff_client.get(f"/admin/workspaces?before=2000-01-01T00:00:00~{UNKNOWN}")
+    assert old.status_code == 200 and "No older rows" in old.get_data(as_text=True)
     assert staff_client.get("/admin/workspaces/not-a-uuid").status_code == 404
     assert staff_client.get(f"/admin/workspaces/{UNKNOWN}").status_code == 404
+
+
+def test_the_list_pages_by_activity(
+    staff_client: FlaskClient, connected: Workspace, accounts: Accounts, owner: User, monkeypatch
+) -> None:
+    from app.admin import views
+
+    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    for n in range(3):
+        accounts.workspace(f"Never {n}", owner)
+    first = staff_client.get("/admin/workspaces?status=never_connected").get_data(as_text=True)
+    assert "Never 2" in first and "Never 1" in first and "Never 0" not in first and "3 row(s)" in first
+    older = re.search(r'href="([^"]+before=[^"]+)">Older', first)
+    assert older
+    second = staff_client.get(older.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert "Never 0" in second and "Never 1" not in second and "Older" not in second
 
 
 def test_reprovision_queues_one_run_and_audits_it(
