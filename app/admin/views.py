@@ -181,6 +181,7 @@ def workspace(workspace_id: str) -> str:
         emails=repository.users_by_id(db, people),
         trail=trail,
         checks=checks,
+        live=any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for d in details for r in d["runs"][:1]),
         revision=catalog().revision,
         action_form=ActionForm(),
         confirm_form=ConfirmedActionForm(),
