@@ -36,6 +36,7 @@ from provisioning.runs.models import RunBatch, RunStatus
 from provisioning.runs.queue import enqueue_after_commit
 from provisioning.runs.queue_health import queue_health, requeue_failed_job
 from provisioning.runs.service import RunRefused, create_batch, retry_run, start_run
+from provisioning.webhooks.urls import webhook_url
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PAGE_SIZE = 50
@@ -187,6 +188,7 @@ def workspace(workspace_id: str) -> str:
         confirm_form=ConfirmedActionForm(),
         retry_form=RetryForm(),
         dumps=lambda payload: json.dumps(payload, indent=2, sort_keys=True, default=str),
+        hook_url=lambda integration: webhook_url(settings(), integration),
     )
 
 
