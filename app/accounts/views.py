@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 from app.accounts import service
 from app.accounts.forms import LoginForm, LogoutForm, SignupForm
 from app.accounts.models import User
-from app.accounts.throttle import LoginThrottle
+from app.accounts.throttle import Blocked, LoginThrottle
 from app.audit import current_actor
 from app.database import db_session, settings
 from app.extensions import login_manager
@@ -21,6 +21,14 @@ bp = Blueprint("accounts", __name__)
 
 
 SESSION_KEY = "sid"
+TOO_MANY = {
+    Blocked.EMAIL: "Too many failed sign-ins for this email address: try again in 15 minutes.",
+    Blocked.ADDRESS: "Too many failed attempts from your network: try again in 15 minutes.",
+}
+SIGNUP_REFUSED = (
+    "We could not create an account with these details. If you already have an account, sign in "
+    "instead, or use another email address."
+)
 
 
 @login_manager.user_loader
@@ -52,13 +60,14 @@ def login() -> str | Response | tuple[str, int]:
     if form.validate_on_submit():
         email = form.email.data or ""
         throttle = LoginThrottle(settings().redis_url)
-        if throttle.blocked(email):
-            flash("Too many failed sign-ins for this email address: try again in 15 minutes.", "error")
+        blocked = throttle.blocked(email, request.remote_addr)
+        if blocked is not None:
+            flash(TOO_MANY[blocked], "error")
             return render_template("accounts/login.html", form=form), 429
         db = db_session()
         user = service.authenticate(db, email, form.password.data or "")
         if user is None:
-            throttle.failed(email)
+            throttle.failed(email, request.remote_addr)
             db.rollback()
             record(db, current_actor(email=email), "auth.sign_in_failed")
             db.commit()
@@ -76,10 +85,21 @@ def login() -> str | Response | tuple[str, int]:
 def signup() -> str | Response | tuple[str, int]:
     form = SignupForm()
     if form.validate_on_submit():
+        throttle = LoginThrottle(settings().redis_url)
+        if throttle.blocked("", request.remote_addr) is Blocked.ADDRESS:
+            flash(TOO_MANY[Blocked.ADDRESS], "error")
+            return render_template("accounts/signup.html", form=form), 429
         db = db_session()
         try:
             user = service.create_user(db, form.email.data or "", form.password.data or "")
             workspace = service.create_workspace(db, form.workspace.data or "", user)
+        except service.EmailTaken:
+            # Never say that the account exists: the same words as any refusal of these details,
+            # and the attempt counts against the client's address like a failed sign-in.
+            db.rollback()
+            throttle.failed(None, request.remote_addr)
+            flash(SIGNUP_REFUSED, "error")
+            return render_template("accounts/signup.html", form=form), 400
         except service.AccountError as exc:
             db.rollback()
             flash(str(exc).capitalize() + ".", "error")
@@ -111,6 +131,8 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def _logout_form() -> dict[str, object]:
-        return {"logout_form": LogoutForm()}
+        # formdata=None: only its CSRF token is rendered, and the request's body is never read
+        # (an error page for a JSON body, or for a client that disconnected mid-body, must render).
+        return {"logout_form": LogoutForm(formdata=None)}
 
     app.register_blueprint(bp)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -32,6 +33,15 @@ from provisioning.webhooks.models import PolarWebhookEvent
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
+MAX_WEBHOOK_ID = 128  # the column's length: longer ids are stored as their SHA-256
+
+
+def stored_webhook_id(webhook_id: str) -> str:
+    """The id as recorded: itself when it fits the column, else ``sha256:<hex>`` of it (still one
+    row per delivery, however long the sender's ids are)."""
+    if len(webhook_id) <= MAX_WEBHOOK_ID:
+        return webhook_id
+    return "sha256:" + hashlib.sha256(webhook_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class WebhookRejected(ConnectPolarError):
@@ -76,7 +86,7 @@ def receive(
     payload = _as_dict(body)
     event_type = str(payload.get("type") or "unknown")[:64]
 
-    webhook_id = lowered["webhook-id"]
+    webhook_id = stored_webhook_id(lowered["webhook-id"])
     if repository.event_exists(session, integration.id, webhook_id):
         return Receipt(event_type, webhook_id, duplicate=True)
     event = PolarWebhookEvent(

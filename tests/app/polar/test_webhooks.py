@@ -195,3 +195,18 @@ def test_a_webhook_secret_moved_from_another_connection_verifies_nothing(
     assert "integrity" in response.get_json()["error"]
     assert recorded(session) == 0
     assert post(client, integration, body, headers).status_code == 202  # its own row still works
+
+
+@pytest.mark.parametrize("length", [128, 129, 10 * 1024])
+def test_a_signed_delivery_with_a_long_webhook_id_is_recorded_once(client, session, integration, length):
+    long_id = ("msg_" + "x" * length)[:length]
+    body, headers = signed(event("order.created"), msg_id=long_id)
+
+    first = post(client, integration, body, headers)
+    again = post(client, integration, body, headers)
+
+    assert first.status_code == 202 and first.get_json()["duplicate"] is False
+    assert again.status_code == 202 and again.get_json()["duplicate"] is True
+    stored = session.scalars(select(PolarWebhookEvent.webhook_id)).all()
+    assert len(stored) == 1 and len(stored[0]) <= 128
+    assert stored[0] == long_id if length <= 128 else stored[0].startswith("sha256:")
