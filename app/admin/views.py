@@ -28,7 +28,7 @@ from provisioning.audit.service import record
 from provisioning.config import PolarEnvironment
 from provisioning.connect import service as connect_service
 from provisioning.errors import ConnectPolarError
-from provisioning.integrations.health import check_connection
+from provisioning.health.checks import check_connection
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.reconcile.diff import plan_diff
 from provisioning.runs import repository as runs
