@@ -225,10 +225,14 @@ def _back(workspace_id: str) -> Response:
     return redirect(url_for("admin.workspace", workspace_id=workspace_id), 303)
 
 
-def _invalid(form: ActionForm, workspace_id: str) -> Response:
+def _flash_errors(form: ActionForm) -> None:
     for errors in form.errors.values():
         for error in errors:
             flash(str(error), "error")
+
+
+def _invalid(form: ActionForm, workspace_id: str) -> Response:
+    _flash_errors(form)
     return _back(workspace_id)
 
 
@@ -364,9 +368,7 @@ def bulk_reprovision() -> Response:
     filter_args: dict[str, Any] = _filter_args(form)
     back = redirect(url_for("admin.workspaces", **filter_args), 303)
     if not form.validate():
-        for errors in form.errors.values():
-            for error in errors:
-                flash(str(error), "error")
+        _flash_errors(form)
         return back
     db = db_session()
     if form.scope.data == "matching":
@@ -471,9 +473,7 @@ def queue() -> str:
 def requeue() -> Response:
     form = RequeueForm()
     if not form.validate():
-        for errors in form.errors.values():
-            for error in errors:
-                flash(str(error), "error")
+        _flash_errors(form)
         return redirect(url_for("admin.queue"), 303)
     db = db_session()
     job_id = form.job_id.data or ""
