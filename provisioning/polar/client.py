@@ -29,6 +29,7 @@ from polar.base import (
 )
 from polar.v2026_10 import Polar
 
+from provisioning.observability import metrics
 from provisioning.polar.errors import ProvisioningError, TransientPolarError
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ class PolarApi:
         scope: str,
     ) -> T:
         attempt = 0
+        operation = metrics.operation_of(fn)
         while True:
             attempt += 1
             with self._lock:
@@ -138,8 +140,9 @@ class PolarApi:
                 else:
                     self.reads += 1
             try:
-                return fn(*args, request_access_token=self._token, **kwargs)
+                return _counted(operation, fn, args, {**kwargs, "request_access_token": self._token})
             except PolarRateLimitError as exc:
+                metrics.POLAR_RATE_LIMITED.labels(operation).inc()
                 wait = float(exc.retry_after) if exc.retry_after is not None else self._backoff(attempt)
                 if wait > self.max_retry_after or attempt >= self.max_attempts:
                     raise TransientPolarError(
@@ -147,6 +150,7 @@ class PolarApi:
                         status=429,
                     ) from None
                 log.info("polar 429 on %s; waiting %.1fs (attempt %d)", action, wait, attempt)
+                metrics.POLAR_RETRIES.labels(operation, "429").inc()
                 self._sleep(wait)
             except (PolarServerError, PolarNetworkError) as exc:
                 status = getattr(exc, "status_code", None)
@@ -165,6 +169,7 @@ class PolarApi:
                 log.info(
                     "polar %s on %s; retrying in %.2fs (attempt %d)", _describe(exc), action, delay, attempt
                 )
+                metrics.POLAR_RETRIES.labels(operation, _status_label(exc)).inc()
                 self._sleep(delay)
             except PolarClientError as exc:
                 raise client_error(exc, action=action, scope=scope) from None
@@ -181,6 +186,24 @@ class PolarApi:
     def _backoff(self, attempt: int) -> float:
         raw = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
         return raw * random.uniform(0.5, 1.5)
+
+
+def _counted(operation: str, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+    """One attempt of a call, counted in the metrics by operation and status."""
+    try:
+        result = fn(*args, **kwargs)
+    except Exception as exc:
+        metrics.POLAR_CALLS.labels(operation, _status_label(exc)).inc()
+        raise
+    metrics.POLAR_CALLS.labels(operation, "ok").inc()
+    return result
+
+
+def _status_label(exc: Exception) -> str:
+    if isinstance(exc, PolarNetworkError):
+        return "network"
+    status = getattr(exc, "status_code", None)
+    return str(status) if isinstance(status, int) else "error"
 
 
 def _not_sent(exc: Exception) -> bool:
