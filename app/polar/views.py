@@ -33,7 +33,7 @@ from app.polar.forms import ConnectForm, DisconnectForm, OrganizationForm
 from provisioning.audit.service import record
 from provisioning.config import PolarEnvironment, Settings
 from provisioning.connect import service as connect_service
-from provisioning.connect.service import ConnectError
+from provisioning.connect.service import ConnectError, SupersededConnect
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import get_integration
 from provisioning.runs import repository as runs
@@ -42,8 +42,10 @@ from provisioning.status import environments_overview, status_snapshot
 
 bp = Blueprint("polar", __name__, url_prefix="/workspaces/<workspace_id>/polar")
 
-# The Flask session key of the pending connect attempt's nonce: binds the state to this browser.
-NONCE_KEY = "polar_connect_nonce"
+# The Flask session key of this browser's pending connect attempts' nonces (newest last): binds each
+# state to this browser. Several may be in flight (tabs); each is dropped when its callback returns.
+NONCES_KEY = "polar_connect_nonces"
+MAX_PENDING_CONNECTS = 5
 DENIED_ERRORS = {"access_denied"}
 # OAuth error codes Polar's authorize endpoint redirects with, in words an owner can act on.
 POLAR_ERRORS = {
@@ -141,25 +143,59 @@ def connect(workspace_id: str) -> Response:
         flash(str(exc), "error")
         return redirect(_page_url(workspace_id, environment), 303)
     db.commit()
-    session[NONCE_KEY] = start.nonce
+    session[NONCES_KEY] = [*_pending_nonces(), start.nonce][-MAX_PENDING_CONNECTS:]
     return redirect(start.authorize_url, 303)
+
+
+def _pending_nonces() -> list[str]:
+    value = session.get(NONCES_KEY)
+    return [n for n in value if isinstance(n, str)] if isinstance(value, list) else []
+
+
+def _forget_nonce(nonce: str) -> None:
+    """Drop one attempt from the browser session (single use); the others stay pending."""
+    pending = _pending_nonces()
+    if nonce in pending:
+        pending.remove(nonce)
+        session[NONCES_KEY] = pending
 
 
 def callback(environment: str) -> Response | tuple[str, int]:
     """Polar's redirect back, at the path of the environment's redirect URI."""
-    browser_nonce = session.pop(NONCE_KEY, None)
-    error = request.args.get("error")
+    return _finish_callback(environment, request.args.to_dict())
+
+
+def _finish_callback(environment: str, args: dict[str, str]) -> Response | tuple[str, int]:
+    state = args.get("state")
+    # Only the attempt this state names leaves the browser session: a stale or foreign callback
+    # never wipes the owner's other pending connects.
+    target = connect_service.read_state(settings(), state)
+    if target is not None:
+        pending = _pending_nonces()
+        _forget_nonce(target.nonce)
+    else:
+        pending = []
+    billing_url = None
+    if (
+        target is not None
+        and target.user_id == current_user.id
+        and is_owner(target.workspace_id, current_user.id)
+    ):
+        billing_url = _page_url(target.workspace_id, PolarEnvironment(target.environment))
+    error = args.get("error")
     if error:
         # Anyone can craft this URL: show our own words for Polar's error codes, never the
         # query string's description.
         if error in DENIED_ERRORS:
-            return _callback_page(denied=True, error="access_denied", description=""), 200
-        known = error if error in POLAR_ERRORS else "error"
-        return _callback_page(error=known, description=POLAR_ERRORS.get(error, UNKNOWN_ERROR)), 400
-    code, state = request.args.get("code"), request.args.get("state")
+            return _callback_page(denied=True, description="", billing_url=billing_url), 200
+        return _callback_page(
+            description=POLAR_ERRORS.get(error, UNKNOWN_ERROR), billing_url=billing_url
+        ), 400
+    code = args.get("code")
     if not code or not state:
         return _callback_page(
-            error="invalid_request", description="The callback carries no code or state."
+            description="Polar's answer was incomplete. Start again from your workspace's billing page.",
+            billing_url=billing_url,
         ), 400
     db = db_session()
     try:
@@ -169,7 +205,7 @@ def callback(environment: str) -> Response | tuple[str, int]:
             state=state,
             code=code,
             user_id=current_user.id,
-            browser_nonce=browser_nonce,
+            browser_nonces=pending,
             environment=environment,
             catalog=catalog(),
             may_connect=lambda workspace_id: is_owner(workspace_id, current_user.id),
@@ -188,7 +224,10 @@ def callback(environment: str) -> Response | tuple[str, int]:
         # complete_connect has already rolled its own work back to a savepoint; committing keeps
         # only the consumed attempt, so the same state can never be replayed.
         db.commit()
-        return _callback_page(error="connect_failed", description=str(exc)), 400
+        superseded = isinstance(exc, SupersededConnect)
+        return _callback_page(description=str(exc), billing_url=billing_url, superseded=superseded), (
+            200 if superseded else 400
+        )
     chosen = PolarEnvironment(integration.environment)
     if integration.status == IntegrationStatus.AWAITING_ORGANIZATION:
         flash("Polar is connected. Choose the organization to set up.", "info")
@@ -197,8 +236,16 @@ def callback(environment: str) -> Response | tuple[str, int]:
     return redirect(_page_url(integration.workspace_id, chosen), 303)
 
 
-def _callback_page(*, error: str, description: str, denied: bool = False) -> str:
-    return render_template("polar/callback_error.html", denied=denied, error=error, description=description)
+def _callback_page(
+    *, description: str, billing_url: str | None, denied: bool = False, superseded: bool = False
+) -> str:
+    return render_template(
+        "polar/callback_error.html",
+        denied=denied,
+        superseded=superseded,
+        description=description,
+        billing_url=billing_url,
+    )
 
 
 @bp.route("/organization", methods=["GET", "POST"])

@@ -25,4 +25,7 @@ class PolarConnectAttempt(Base):
     code_verifier: Mapped[str] = mapped_column(Text)  # encrypted
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set when the attempt stored its connection: an older attempt of the same workspace and
+    # environment that comes back later is refused (the newer connect wins).
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

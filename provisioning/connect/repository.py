@@ -21,6 +21,22 @@ def get_for_update(session: Session, nonce: str) -> PolarConnectAttempt | None:
     return session.get(PolarConnectAttempt, nonce, with_for_update=True)
 
 
+def newer_completed(session: Session, attempt: PolarConnectAttempt) -> PolarConnectAttempt | None:
+    """An attempt of the same workspace and environment, started after ``attempt``, that stored its
+    connection (the newest such), if any."""
+    return session.scalar(
+        select(PolarConnectAttempt)
+        .where(
+            PolarConnectAttempt.workspace_id == attempt.workspace_id,
+            PolarConnectAttempt.environment == attempt.environment,
+            PolarConnectAttempt.created_at > attempt.created_at,
+            PolarConnectAttempt.completed_at.is_not(None),
+        )
+        .order_by(PolarConnectAttempt.created_at.desc())
+        .limit(1)
+    )
+
+
 def nonces(session: Session) -> list[str]:
     """Every attempt's primary key, used ones included (key rotation rewrites them all)."""
     return list(session.scalars(select(PolarConnectAttempt.nonce).order_by(PolarConnectAttempt.nonce)))

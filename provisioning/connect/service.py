@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,7 +37,7 @@ from provisioning.polar.client import PolarApi
 from provisioning.polar.errors import PolarOAuthError, ProvisioningError
 from provisioning.polar.oauth import PolarOAuth, TokenSet, s256_challenge
 from provisioning.runs.models import ProvisioningRun
-from provisioning.runs.service import cancel_active_runs, create_run
+from provisioning.runs.service import cancel_active_runs, start_run_for_new_grant
 from provisioning.vault import SecretBindingError, SecretSlot, VaultError
 
 log = logging.getLogger(__name__)
@@ -54,14 +54,36 @@ UNAVAILABLE = (
 )
 
 
+SUPERSEDED = (
+    "You started connecting Polar again, in another tab or window, and that newer connection has "
+    "already finished, so this older one was not used. Your billing page shows the connection in place."
+)
+
+
 class ConnectError(ConnectPolarError):
     """The callback cannot complete; the message is safe to show to the workspace owner."""
+
+
+class SupersededConnect(ConnectError):
+    """An older connect attempt came back after a newer one of the same connection completed."""
 
 
 @dataclass(frozen=True)
 class ConnectStart:
     authorize_url: str
     nonce: str  # keep it in the browser session; complete_connect wants it back
+
+
+def read_state(settings: Settings, state: str | None) -> ConnectState | None:
+    """What a state says (expired or not), or None when it is not ours: the web layer drops exactly
+    that attempt's nonce from the browser session once its callback has come back, and links back
+    to the workspace's billing page. Verifying the callback is complete_connect's work."""
+    if not state:
+        return None
+    try:
+        return decode_state(settings.secret_key, state, now=0)
+    except StateError:
+        return None
 
 
 def _endpoints(settings: Settings, environment: str | None) -> PolarEndpoints:
@@ -129,7 +151,8 @@ def complete_connect(
     state: str,
     code: str,
     user_id: str,
-    browser_nonce: str | None,
+    browser_nonce: str | None = None,
+    browser_nonces: Collection[str] = (),
     environment: str | None = None,
     catalog: Catalog | None = None,
     may_connect: Callable[[str], bool] | None = None,
@@ -142,6 +165,10 @@ def complete_connect(
 
     ``may_connect(workspace_id)`` re-checks, at callback time, that the user may still connect
     the workspace (an owner demoted during the consent must not finish the connection).
+
+    ``browser_nonces`` are the attempts this browser session has pending (``browser_nonce``, one):
+    the state's nonce must be one of them. Attempts are independent, except that an older attempt of
+    the same workspace and environment is refused once a newer one has completed (the newer wins).
 
     The attempt is consumed before anything else and stays consumed if the caller commits after a
     ConnectError (everything else this call did is rolled back to a savepoint), so a replayed state
@@ -157,7 +184,8 @@ def complete_connect(
         raise ConnectError(
             "The Polar authorization could not be verified; click Connect Polar again"
         ) from None
-    if not browser_nonce or not hmac.compare_digest(payload.nonce, browser_nonce):
+    pending = [n for n in (browser_nonce, *browser_nonces) if n]
+    if not any(hmac.compare_digest(payload.nonce, n) for n in pending):
         raise ConnectError(
             "This Polar authorization was started in another browser session; click Connect Polar again"
         )
@@ -180,6 +208,8 @@ def complete_connect(
     session.flush()
     if attempt.expires_at < utcnow():
         raise ConnectError("The Polar authorization took too long and expired; click Connect Polar again")
+    if repository.newer_completed(session, attempt) is not None:
+        raise SupersededConnect(SUPERSEDED)
 
     catalog = catalog or load_catalog(settings.plans_file)
     endpoints = settings.polar(payload.environment)
@@ -202,6 +232,8 @@ def complete_connect(
             ) from None
         previous = _lock_existing_connection(session, settings, payload.workspace_id, endpoints.environment)
         integration = _store_connection(session, settings, oauth, tokens, payload, user_id, catalog)
+        attempt.completed_at = utcnow()
+        session.flush()
         nested.commit()
         if previous and previous != tokens.refresh_token:
             # The old grant is replaced: revoke it at Polar once the new pair is committed.
@@ -283,12 +315,16 @@ def _create_first_run(
 ) -> ProvisioningRun:
     """The run a connect starts. Going live (a production connection never provisioned before,
     beside a provisioned sandbox one) provisions the catalog revision the sandbox has: what the
-    owner tried in test mode is what goes live."""
+    owner tried in test mode is what goes live.
+
+    One run per connection at a time: a run already queued is reused, one already running (with
+    the grant or organization this connect replaced) is cancelled and replaced; see
+    ``runs.service.start_run_for_new_grant``."""
     revision = None
     if integration.environment == PolarEnvironment.PRODUCTION and not integration.catalog_revision:
         sandbox = get_integration(session, integration.workspace_id, PolarEnvironment.SANDBOX)
         revision = sandbox.catalog_revision if sandbox is not None else None
-    return create_run(session, integration, trigger="connect", user_id=user_id, catalog_revision=revision)
+    return start_run_for_new_grant(session, integration, user_id=user_id, catalog_revision=revision).run
 
 
 def _reachable_organizations(api: PolarApi) -> list[dict[str, Any]]:
@@ -320,6 +356,8 @@ def choose_organization(
     session: Session, integration: PolarIntegration, organization_id: str, user_id: str | None
 ) -> ProvisioningRun:
     """The owner picked one of the organizations the grant reaches; start provisioning it."""
+    # Row lock first: of two submissions at once, the second waits, then sees the first's choice.
+    session.refresh(integration, with_for_update=True)
     if integration.status != IntegrationStatus.AWAITING_ORGANIZATION:
         raise ConnectError("This workspace is not waiting for an organization choice")
     org = next((o for o in integration.reachable_organizations or [] if o.get("id") == organization_id), None)

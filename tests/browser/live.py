@@ -5,6 +5,7 @@ The ``live_platform`` fixture (``tests/browser/conftest.py``) yields a :class:`L
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,15 @@ from provisioning.db import Database
 from tests import factories
 
 PASSWORD = factories.PASSWORD
+PAGE_SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "pages"
+
+
+def shot(page: Page, name: str) -> None:
+    """With ``PAGE_SHOTS=1`` in the environment, a full-page screenshot at
+    ``test-artifacts/pages/<name>.png``: what a page looks like, to review a change by eye."""
+    if os.environ.get("PAGE_SHOTS"):
+        PAGE_SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=PAGE_SHOTS / f"{name}.png", full_page=True)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ def test_replayed_callback_is_refused(
     assert stored == (1, 1, 1)
     # The same browser, the same code and state, again (the nonce is back in its session).
     with owner_client.session_transaction() as browser:
-        browser["polar_connect_nonce"] = _nonce_of(session, workspace)
+        browser["polar_connect_nonces"] = [_nonce_of(session, workspace)]
     replay = owner_client.get(answer.callback_path)
     assert replay.status_code == 400
     assert "already used" in replay.get_data(as_text=True)
@@ -116,12 +116,12 @@ def test_callback_by_a_different_user_is_refused(
 ) -> None:
     answer = consent(start_connect(owner_client, workspace.id))
     with owner_client.session_transaction() as browser:
-        nonce = browser["polar_connect_nonce"]
+        nonces = browser["polar_connect_nonces"]
     intruder = accounts.user("intruder@example.com")
     other = app.test_client()
     login(other, intruder.email)
     with other.session_transaction() as browser:
-        browser["polar_connect_nonce"] = nonce  # even with the stolen browser binding
+        browser["polar_connect_nonces"] = nonces  # even with the stolen browser binding
     response = other.get(answer.callback_path)
     assert response.status_code == 400
     assert "another user" in response.get_data(as_text=True)

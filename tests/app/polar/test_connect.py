@@ -38,8 +38,8 @@ def test_connect_redirects_to_polar_with_pkce_state_and_scopes(
     for scope in ("organizations:read", "products:write", "webhooks:write"):
         assert scope in scopes
     with owner_client.session_transaction() as browser:
-        assert browser["polar_connect_nonce"]
-        assert browser["polar_connect_nonce"] not in params["state"]  # the state is encrypted
+        (nonce,) = browser["polar_connect_nonces"]
+        assert nonce not in params["state"]  # the state is encrypted
 
 
 def _assert_no_secrets(client: FlaskClient, workspace_id: str, session: Session, settings: Settings) -> None:
