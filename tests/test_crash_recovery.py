@@ -16,10 +16,11 @@ from polar_emulator import EmulatorServer
 from provisioning.catalog import load_catalog
 from provisioning.catalog.desired import WORKSPACE_KEY
 from provisioning.config import Settings
-from provisioning.db import Database
+from provisioning.db import Database, utcnow
 from provisioning.integrations.models import PolarIntegration
 from provisioning.integrations.service import access_token
 from provisioning.runs.jobs import provision
+from provisioning.runs.periodic import reap_run
 from provisioning.runs.queue import enqueue_run
 from provisioning.runs.service import create_run
 from tests.committed import connect_committed, platform_env
@@ -78,6 +79,9 @@ def test_a_run_killed_after_polar_created_products_is_finished_by_the_next_run_w
     with committing_database.transaction() as session:
         integration = session.get(PolarIntegration, integration_id)
         assert integration.product_mappings == []  # the crash came before our commit
+    assert reap_run(committing_database, run_id, utcnow())  # the abandoned run is failed first
+    with committing_database.transaction() as session:
+        integration = session.get(PolarIntegration, integration_id)
         retry = create_run(session, integration, trigger="admin")
         retry_id = retry.id
     assert provision(retry_id, settings)["status"] == "succeeded"

@@ -20,7 +20,7 @@ from provisioning.reconcile.diff import plan_diff
 from provisioning.runs import repository as runs
 from provisioning.runs.models import RunStatus
 from provisioning.runs.queue import enqueue_after_commit
-from provisioning.runs.service import create_run
+from provisioning.runs.service import RunRefused, start_run
 from provisioning.vault import VaultError
 
 plans_cli = AppGroup("plans", help="The plan catalog.")
@@ -56,15 +56,27 @@ def provision(workspace_id: str, wait: bool, timeout: float, environment: str | 
         raise click.ClickException(
             f"workspace {workspace_id} waits for its owner to choose a Polar organization"
         )
-    active = runs.active_run_id(db, integration.id)
-    if active is not None:
-        raise click.ClickException(f"run {active} is already under way for workspace {workspace_id}")
-    run = create_run(db, integration, trigger="cli")
-    enqueue_after_commit(db, run.id, settings().redis_url)
+    try:
+        # Atomic with every other trigger (the owner's page, a reconnect, the console): a run
+        # already queued or running is returned instead of a second one.
+        started = start_run(db, integration, trigger="cli")
+    except RunRefused as exc:
+        db.rollback()
+        raise click.ClickException(f"workspace {workspace_id}: {exc}") from None
+    run_id = started.run.id
+    if not started.created:
+        db.rollback()
+        message = f"run {run_id} is already under way for workspace {workspace_id}"
+        if not wait:
+            raise click.ClickException(message)
+        click.echo(f"{message}; following it", err=True)
+        _wait_for(run_id, timeout)
+        return
+    enqueue_after_commit(db, run_id, settings().redis_url)
     db.commit()
-    click.echo(f"run {run.id} queued")
+    click.echo(f"run {run_id} queued")
     if wait:
-        _wait_for(run.id, timeout)
+        _wait_for(run_id, timeout)
 
 
 def _wait_for(run_id: str, timeout: float) -> None:

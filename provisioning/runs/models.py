@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from provisioning.db import Base, UTCDateTime, enum_column_type, utcnow
@@ -43,9 +43,24 @@ class RunBatch(Base):
     total: Mapped[int] = mapped_column(Integer, default=0)
 
 
+# At most one queued or running run per integration, enforced by the database itself (a unique
+# partial index): two triggers at once can never both start a run.
+ONE_ACTIVE_RUN_INDEX = "uq_provisioning_run_one_active_per_integration"
+ACTIVE_RUN_CONDITION = "status IN ('queued', 'running')"
+
+
 class ProvisioningRun(Base):
     __tablename__ = "provisioning_run"
-    __table_args__ = (Index("ix_provisioning_run_integration_id_created_at", "integration_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_provisioning_run_integration_id_created_at", "integration_id", "created_at"),
+        Index(
+            ONE_ACTIVE_RUN_INDEX,
+            "integration_id",
+            unique=True,
+            postgresql_where=text(ACTIVE_RUN_CONDITION),
+            sqlite_where=text(ACTIVE_RUN_CONDITION),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     integration_id: Mapped[str] = mapped_column(

@@ -133,6 +133,15 @@ def active_run_id(session: Session, integration_id: str) -> str | None:
     )
 
 
+def active_run(session: Session, integration_id: str) -> ProvisioningRun | None:
+    """The integration's queued or running run (at most one: a unique partial index), as committed."""
+    return session.scalars(
+        select(ProvisioningRun)
+        .where(ProvisioningRun.integration_id == integration_id, ProvisioningRun.status.in_(ACTIVE))
+        .execution_options(populate_existing=True)
+    ).first()
+
+
 def not_enqueued(session: Session, integration_id: str) -> list[str]:
     """The integration's queued runs that never reached the queue (created in this transaction)."""
     return _run_ids(

@@ -12,7 +12,7 @@ from rq.serializers import JSONSerializer
 from provisioning.runs.models import ProvisioningRun
 from provisioning.runs.periodic import enqueue_pending
 from provisioning.runs.queue import connect, enqueue_after_commit, get_queue, job_id
-from provisioning.runs.service import create_run
+from provisioning.runs.service import cancel_active_runs, create_run
 from tests.committed import environ_of
 
 BAD_REDIS = "redis://127.0.0.1:1/0"
@@ -27,6 +27,7 @@ def worker_env(monkeypatch, settings):
 
 def test_rollback_enqueues_nothing(session, connect, redis_url, redis_conn):
     connected = connect()
+    cancel_active_runs(session, connected.integration.id, "replaced by the test's run")
     run = create_run(session, connected.integration, trigger="admin")
     enqueue_after_commit(session, run.id, redis_url)
     session.rollback()

@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import update
 
 from provisioning.connect.service import disconnect
-from provisioning.integrations.models import IntegrationStatus
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.runs import lock as saga_locks
 from provisioning.runs.jobs import provision
 from provisioning.runs.lock import IntegrationBusy, saga_lock_name
 from provisioning.runs.models import ProvisioningRun, RunStatus, StepStatus
-from provisioning.runs.service import create_run
+from provisioning.runs.service import start_run_for_new_grant
 from tests.provisioning.conftest import writes
 from tests.provisioning.live import live_connect, wait_for_fault_hit
 
@@ -35,34 +35,36 @@ def _products(control: httpx.Client, live) -> list[dict]:
     ).json()["items"]
 
 
-def _new_run(live, trigger: str = "cli") -> str:
-    from provisioning.integrations.models import PolarIntegration
-
-    with live.database.transaction() as s:
-        return create_run(s, s.get(PolarIntegration, live.integration_id), trigger=trigger).id
-
-
-def test_two_runs_of_one_integration_at_once_create_each_object_once(live, control):
-    """Both runs list products before either creates one (the list is slowed down): without the
-    per-integration lock both would create every product."""
-    second = _new_run(live)
+def test_a_replaced_run_still_under_way_and_its_replacement_create_each_object_once(live, control):
+    """A reconnect cancels the running run and starts another while the first one's job is still
+    inside a step (its list calls slowed down): the per-integration saga lock keeps the two jobs
+    apart, so the replacement finds what exists and every object is created once."""
+    path = "/v1/products/"
     control.post(
-        "/_emulator/faults", json={"path": "/v1/products/", "method": "GET", "latency_ms": 300, "count": 2}
+        "/_emulator/faults", json={"path": path, "method": "GET", "latency_ms": 1000, "count": 1}
     ).raise_for_status()
     results: dict[str, dict] = {}
-    barrier = threading.Barrier(2)
 
     def job(run_id: str) -> None:
-        barrier.wait()
         results[run_id] = provision(run_id, live.settings)
 
-    threads = [threading.Thread(target=job, args=(r,)) for r in (live.run_id, second)]
-    for t in threads:
-        t.start()
-    for t in threads:
+    first = threading.Thread(target=job, args=(live.run_id,))
+    first.start()
+    wait_for_fault_hit(control, path)  # the first run is mid-saga, waiting on Polar
+    with live.database.transaction() as s:
+        started = start_run_for_new_grant(
+            s, s.get(PolarIntegration, live.integration_id), user_id=None, catalog_revision=None
+        )
+        assert started.created
+        second_id = started.run.id
+    second = threading.Thread(target=job, args=(second_id,))
+    second.start()
+    for t in (first, second):
         t.join(timeout=120)
 
-    assert {r["status"] for r in results.values()} == {"succeeded"}, results
+    assert results[live.run_id]["status"] == RunStatus.CANCELLED, results
+    assert results[second_id]["status"] == "succeeded", results
+    assert "connected again" in live.run().error
     assert len(_products(control, live)) == 4
     assert live.integration().status == IntegrationStatus.READY
 
