@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Any
 
+from provisioning.observability import multiproc
+
 
 def _number(name: str, default: int, minimum: int = 1) -> int:
     raw = os.environ.get(name, "").strip()
@@ -45,6 +47,16 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")  # "" trusts no 
 accesslog = "-"
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
 errorlog = "-"
+
+
+# Metrics: gunicorn's workers record into files under $PROMETHEUS_MULTIPROC_DIR/web (default
+# instance/metrics/web), emptied here, before any worker starts; /metrics merges them.
+multiproc.prepare("web")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker exited: drop its live gauges (prometheus-client's multiprocess documentation)."""
+    multiproc.mark_process_dead(worker.pid)
 
 
 def on_starting(server: Any) -> None:

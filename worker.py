@@ -24,6 +24,7 @@ from provisioning import startup
 from provisioning.config import ConfigError, Settings
 from provisioning.connect.service import purge_expired_attempts
 from provisioning.db import Database, configure
+from provisioning.observability import multiproc
 from provisioning.runs import periodic, queue
 
 SWEEP_EVERY_SECONDS = 30.0
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", action="store_true", help="work until the queue is empty, then exit")
     parser.add_argument("--simple", action="store_true", help="run jobs in this process (no fork)")
     args = parser.parse_args(argv)
+    # Metrics of this process and its work-horses: files under $PROMETHEUS_MULTIPROC_DIR/worker
+    # (default instance/metrics/worker), emptied now; the web's /metrics merges them on one host.
+    multiproc.prepare("worker")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()

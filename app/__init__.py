@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from app.accounts import cli as accounts_cli
     from app.accounts import views as accounts_views
     from app.admin import views as admin_views
+    from app.ops import views as ops_views
     from app.polar import cli as polar_cli
     from app.polar import views as polar_views
     from app.polar import webhooks as polar_webhooks
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     polar_views.init_app(app, settings)
     polar_webhooks.init_app(app)
     admin_views.init_app(app)
+    ops_views.init_app(app)
     accounts_cli.init_app(app)
     polar_cli.init_app(app)
     _register_error_pages(app)

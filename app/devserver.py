@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
+from provisioning.observability import multiproc
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
 DEV_ENV = INSTANCE / "dev.env"
@@ -224,10 +226,15 @@ def main() -> None:
         say("migrating the database")
         flask(env, "db", "upgrade")
         login = flask(env, "seed-demo").strip()
+        # Metrics: the worker records under instance/metrics/worker, the web under .../web, and
+        # the web's /metrics (open to loopback clients without METRICS_TOKEN) merges both.
+        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(INSTANCE / "metrics"))
+        web_env = dict(env)
+        multiproc.prepare("web", web_env)
         children.start(
             "web",
             [str(BIN / "flask"), "--app", "wsgi", "run", "--host", WEB_HOST, "--port", str(WEB_PORT)],
-            env,
+            web_env,
         )
         children.start("worker", worker_args(env), env)
         wait_for(lambda: port_open(WEB_HOST, WEB_PORT), "the web server")

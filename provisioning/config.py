@@ -128,6 +128,8 @@ class Settings:
     token_encryption_keys: list[bytes] = field(default_factory=list)
     # The other Polar environment, when the deployment serves both (POLAR_SANDBOX_* / POLAR_PRODUCTION_*).
     other_polar_environments: tuple[PolarEndpoints, ...] = ()
+    # GET /metrics wants ``Authorization: Bearer <this>``; empty: served to loopback clients only.
+    metrics_token: str = field(default="", repr=False)
 
     @property
     def is_production(self) -> bool:
@@ -202,6 +204,7 @@ class Settings:
             or "http://127.0.0.1:5000/polar/callback",
             token_encryption_keys=parse_fernet_keys(raw_keys) if raw_keys.strip() else [],
             other_polar_environments=tuple(e for k, e in named.items() if e is not None and k != default),
+            metrics_token=env.get("METRICS_TOKEN", "").strip(),
         )
         settings.check()
         return settings
@@ -215,6 +218,10 @@ class Settings:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}")
+        if self.metrics_token and len(self.metrics_token) < 16:
+            raise ConfigError(
+                "METRICS_TOKEN is too short: set at least 16 random characters, or leave it unset"
+            )
         if urlsplit(self.redis_url).scheme not in REDIS_SCHEMES:
             raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
         try:

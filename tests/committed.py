@@ -4,6 +4,7 @@ process, the web app on a real port): those cannot see a test's savepoint."""
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import astuple, dataclass
 
 import sqlalchemy as sa
@@ -63,6 +64,8 @@ def platform_env(
         "POLAR_OAUTH_CLIENT_SECRET": DEMO_CLIENT_SECRET,
         "POLAR_OAUTH_REDIRECT_URI": DEMO_REDIRECT_URI,
         "POLAR_TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        # Metrics files of the process's own, never the checkout's instance/metrics.
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="connect-polar-metrics-"),
     }
 
 

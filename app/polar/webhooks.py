@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from app.database import db_session, settings
 from app.extensions import csrf
+from provisioning.observability import metrics
 from provisioning.webhooks.service import MAX_BODY_BYTES, WebhookRejected, receive
 
 bp = Blueprint("polar_webhooks", __name__)
@@ -26,6 +27,8 @@ def deliver(path_token: str) -> tuple[Response, int]:
     try:
         body = request.get_data(cache=False)
     except RequestEntityTooLarge:
+        metrics.WEBHOOKS_RECEIVED.inc()
+        metrics.WEBHOOKS_REJECTED.labels("too_large").inc()
         return jsonify(error="payload too large"), 413
     db = db_session()
     try:

@@ -105,3 +105,23 @@ def _readable(vault: Vault, slot: SecretSlot, ciphertext: str) -> bool:
     except VaultError:
         return False
     return True
+
+
+def check_canary(database: Database, settings: Settings) -> KeyCheck:
+    """Read-only (the readiness check): the keys decrypt the stored canary. Raises ConfigError when
+    they do not, or when keys are configured but no process has written the canary yet."""
+    with database.transaction() as session:
+        if not repository.table_exists(session):
+            return KeyCheck.NOT_MIGRATED
+        canary = repository.get(session, TOKEN_KEYS)
+        ciphertext = canary.ciphertext if canary is not None else None
+    if not settings.token_encryption_keys:
+        if ciphertext is None:
+            return KeyCheck.NO_KEYS
+        raise ConfigError("POLAR_TOKEN_ENCRYPTION_KEY is missing, but this database has a key canary")
+    if ciphertext is None:
+        raise ConfigError(
+            "POLAR_TOKEN_ENCRYPTION_KEY: no key canary written yet (no process started with keys)"
+        )
+    _check(Vault(settings.token_encryption_keys), ciphertext)
+    return KeyCheck.VERIFIED

@@ -1,2 +1,3 @@
-"""Connection health: is a connection's grant alive, with the scopes we need, and is our webhook
-endpoint at Polar as it should be."""
+"""Health: a connection's (is its grant alive, with the scopes we need, and is our webhook endpoint
+at Polar as it should be) and the deployment's readiness (``readiness``: database and migrations,
+Redis, encryption keys)."""

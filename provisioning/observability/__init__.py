@@ -1,2 +1,3 @@
-"""What an operator sees of the running platform: metrics (prometheus-client, multiprocess-aware)
-and, for the web layer to serve, what a scrape and a readiness check read."""
+"""What an operator sees of the running platform: metrics (prometheus-client, in multiprocess mode
+for gunicorn's workers and RQ's work-horses). A leaf: it imports no other package of the domain, so
+every package may record metrics."""

@@ -18,7 +18,11 @@ from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 
 from provisioning.config import PolarEndpoints
 from provisioning.db import utcnow
+from provisioning.observability import metrics
 from provisioning.polar.errors import PolarOAuthError, TransientPolarError
+
+# OAuth error codes a refresh is counted by (anything else: other_error), a bounded label.
+REFRESH_OUTCOMES = ("invalid_grant", "invalid_client", "unauthorized_client", "invalid_request", "http_error")
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,18 @@ class PolarOAuth:
         return _token_set(token)
 
     def refresh(self, refresh_token: str) -> TokenSet:
-        with self._client() as client:
-            token = self._call(lambda: client.refresh_token(self.token_url, refresh_token=refresh_token))
-        return _token_set(token)
+        outcome = "unavailable"
+        try:
+            with self._client() as client:
+                token = self._call(lambda: client.refresh_token(self.token_url, refresh_token=refresh_token))
+            result = _token_set(token)
+            outcome = "ok"
+            return result
+        except PolarOAuthError as exc:
+            outcome = exc.error if exc.error in REFRESH_OUTCOMES else "other_error"
+            raise
+        finally:
+            metrics.TOKEN_REFRESHES.labels(outcome).inc()
 
     def introspect(self, token: str) -> Introspection:
         with self._client() as client:

@@ -3,18 +3,26 @@ is in ``runs.execution`` and ``runs.saga``."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from provisioning.config import Settings
 from provisioning.db import get_database
+from provisioning.observability import metrics
 from provisioning.runs.execution import RunExecution
 
 
 def provision(run_id: str, settings: Settings | None = None) -> dict[str, Any]:
     """Run one provisioning run. Returns a small JSON-able summary (no secrets)."""
     settings = settings or Settings.from_env()
+    started = time.monotonic()
+    outcome = "error"  # raised: RQ retries the job (the run is back to queued) or it failed for good
     session = get_database().session()
     try:
-        return RunExecution(session, settings, run_id).execute()
+        summary = RunExecution(session, settings, run_id).execute()
+        outcome = str(summary.get("status") or "unknown")
+        return summary
     finally:
         session.close()
+        metrics.RUNS.labels(outcome).inc()
+        metrics.RUN_SECONDS.labels(outcome).observe(time.monotonic() - started)

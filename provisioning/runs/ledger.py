@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from provisioning.db import utcnow
 from provisioning.errors import ConnectPolarError
+from provisioning.observability import metrics
 from provisioning.runs.models import ProvisioningRun, ProvisioningStep, StepStatus
 
 
@@ -72,6 +73,7 @@ class Ledger:
             step.error = failure_message(exc)
             step.finished_at = utcnow()
             step.duration_ms = int((time.monotonic() - started) * 1000)
+            metrics.STEP_SECONDS.labels(name, "failed").observe(step.duration_ms / 1000)
             self.record_calls()
             for later in self.run.steps:
                 if later.position > step.position:
@@ -86,6 +88,7 @@ class Ledger:
             step.duration_ms = int(seconds * 1000)
         else:
             step.duration_ms = int((time.monotonic() - started) * 1000)
+        metrics.STEP_SECONDS.labels(name, "succeeded").observe(step.duration_ms / 1000)
         self.record_calls()
         self.session.commit()
 

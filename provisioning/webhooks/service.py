@@ -28,6 +28,7 @@ from provisioning.config import Settings
 from provisioning.errors import ConnectPolarError
 from provisioning.integrations.models import IntegrationStatus
 from provisioning.integrations.service import SecretIntegrityError, decrypt_secret
+from provisioning.observability import metrics
 from provisioning.webhooks import repository
 from provisioning.webhooks.models import PolarWebhookEvent
 
@@ -45,11 +46,13 @@ def stored_webhook_id(webhook_id: str) -> str:
 
 
 class WebhookRejected(ConnectPolarError):
-    """The delivery is refused; ``status`` is the HTTP status to answer, the message says why."""
+    """The delivery is refused; ``status`` is the HTTP status to answer, the message says why and
+    ``reason`` names it for the metrics."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: str = "other") -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -63,26 +66,41 @@ def receive(
     session: Session, settings: Settings, *, path_token: str, body: bytes, headers: Mapping[str, str]
 ) -> Receipt:
     """Verify and record a delivery (flushes; the caller commits). Raises WebhookRejected."""
+    metrics.WEBHOOKS_RECEIVED.inc()
+    try:
+        receipt = _receive(session, settings, path_token=path_token, body=body, headers=headers)
+    except WebhookRejected as exc:
+        metrics.WEBHOOKS_REJECTED.labels(exc.reason).inc()
+        raise
+    metrics.WEBHOOKS_RECORDED.labels("duplicate" if receipt.duplicate else "recorded").inc()
+    return receipt
+
+
+def _receive(
+    session: Session, settings: Settings, *, path_token: str, body: bytes, headers: Mapping[str, str]
+) -> Receipt:
     integration = repository.integration_by_path_token(session, path_token)
     if integration is None:
-        raise WebhookRejected(404, "no webhook endpoint here")
+        raise WebhookRejected(404, "no webhook endpoint here", "unknown_endpoint")
     if integration.status == IntegrationStatus.NOT_CONNECTED:
-        raise WebhookRejected(410, "this workspace disconnected Polar")
+        raise WebhookRejected(410, "this workspace disconnected Polar", "disconnected")
     if not integration.webhook_secret:
         # Polar starts delivering as soon as it created the endpoint, before the run stored its
         # secret: answer with a failure Polar retries.
-        raise WebhookRejected(503, "this webhook endpoint is being set up; retry later")
+        raise WebhookRejected(503, "this webhook endpoint is being set up; retry later", "not_ready")
     if len(body) > MAX_BODY_BYTES:
-        raise WebhookRejected(413, "payload too large")
+        raise WebhookRejected(413, "payload too large", "too_large")
     lowered = {k.lower(): v for k, v in headers.items()}
     try:
         secret = decrypt_secret(settings, integration.id, "webhook_secret", integration.webhook_secret)
     except SecretIntegrityError:
         # Moved here from another row (logged for staff): never verify with another's secret. Polar
         # retries; the next provisioning run stores Polar's own secret again.
-        raise WebhookRejected(503, "this webhook endpoint's secret failed its integrity check") from None
+        raise WebhookRejected(
+            503, "this webhook endpoint's secret failed its integrity check", "secret_integrity"
+        ) from None
     if not _verified(body, lowered, secret):
-        raise WebhookRejected(403, "invalid webhook signature")
+        raise WebhookRejected(403, "invalid webhook signature", "bad_signature")
     payload = _as_dict(body)
     event_type = str(payload.get("type") or "unknown")[:64]
 
@@ -113,7 +131,7 @@ def _as_dict(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
     except ValueError:
-        raise WebhookRejected(400, "the payload is not JSON") from None
+        raise WebhookRejected(400, "the payload is not JSON", "bad_payload") from None
     if not isinstance(payload, dict):
-        raise WebhookRejected(400, "the payload is not a JSON object")
+        raise WebhookRejected(400, "the payload is not a JSON object", "bad_payload")
     return payload
