@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
@@ -41,7 +51,11 @@ def _start_session(user: User) -> None:
     db = db_session()
     session_id = service.open_session(db, user)
     db.commit()
+    # Keys other areas ask to keep across sign-in (SESSION_KEYS_KEPT_AT_SIGN_IN), such as a Polar
+    # connect under way: they are bound to their user by other means.
+    kept = {k: session[k] for k in current_app.config.get("SESSION_KEYS_KEPT_AT_SIGN_IN", ()) if k in session}
     session.clear()
+    session.update(kept)
     session[SESSION_KEY] = session_id
     login_user(user)
 

@@ -33,7 +33,7 @@ from app.polar.forms import ConnectForm, DisconnectForm, OrganizationForm
 from provisioning.audit.service import record
 from provisioning.config import PolarEnvironment, Settings
 from provisioning.connect import service as connect_service
-from provisioning.connect.service import ConnectError, SupersededConnect
+from provisioning.connect.service import ConnectError, SessionMismatch, SupersededConnect
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import get_integration
 from provisioning.runs import repository as runs
@@ -46,6 +46,9 @@ bp = Blueprint("polar", __name__, url_prefix="/workspaces/<workspace_id>/polar")
 # state to this browser. Several may be in flight (tabs); each is dropped when its callback returns.
 NONCES_KEY = "polar_connect_nonces"
 MAX_PENDING_CONNECTS = 5
+# Polar's callback, arrived while signed out: kept in the session until the owner signs in.
+CALLBACK_KEY = "polar_callback_pending"
+CALLBACK_PARAMETERS = ("code", "state", "error")
 DENIED_ERRORS = {"access_denied"}
 # OAuth error codes Polar's authorize endpoint redirects with, in words an owner can act on.
 POLAR_ERRORS = {
@@ -59,6 +62,10 @@ POLAR_ERRORS = {
     "consent_required": "Polar needs your consent. Start again from the billing page.",
 }
 UNKNOWN_ERROR = "Polar did not complete the authorization. Start again from the billing page."
+LOST_SESSION = (
+    "You were signed out while Polar asked for your consent, and this browser no longer holds the "
+    "connect you started, so it could not be finished. Connect again: it takes one click."
+)
 
 
 def _environment(value: str | None) -> PolarEnvironment:
@@ -161,11 +168,37 @@ def _forget_nonce(nonce: str) -> None:
 
 
 def callback(environment: str) -> Response | tuple[str, int]:
-    """Polar's redirect back, at the path of the environment's redirect URI."""
-    return _finish_callback(environment, request.args.to_dict())
+    """Polar's redirect back, at the path of the environment's redirect URI. Signed out (the session
+    expired during the consent), its answer waits in the browser session, never in another URL,
+    and the connect finishes at /polar/resume once the owner has signed in."""
+    args = {k: v for k in CALLBACK_PARAMETERS if (v := request.args.get(k))}
+    if not current_user.is_authenticated:
+        session[CALLBACK_KEY] = {"environment": environment, "args": args}
+        flash("Sign in to finish connecting Polar.", "info")
+        return redirect(url_for("accounts.login", next=url_for("polar_resume")), 303)
+    return _finish_callback(environment, args)
 
 
-def _finish_callback(environment: str, args: dict[str, str]) -> Response | tuple[str, int]:
+@login_required
+def resume() -> Response | tuple[str, int]:
+    """The callback that arrived while signed out, finished now that the owner has signed in."""
+    pending = session.pop(CALLBACK_KEY, None)
+    if not isinstance(pending, dict) or not isinstance(pending.get("args"), dict):
+        flash(
+            "There is no Polar connect waiting to be finished. Start it from a workspace's billing page.",
+            "info",
+        )
+        return redirect(url_for("accounts.home"), 303)
+    environment = str(pending.get("environment") or "")
+    if not settings().serves(environment):
+        abort(404)
+    args = {k: str(v) for k, v in pending["args"].items() if k in CALLBACK_PARAMETERS}
+    return _finish_callback(environment, args, resumed=True)
+
+
+def _finish_callback(
+    environment: str, args: dict[str, str], *, resumed: bool = False
+) -> Response | tuple[str, int]:
     state = args.get("state")
     # Only the attempt this state names leaves the browser session: a stale or foreign callback
     # never wipes the owner's other pending connects.
@@ -176,12 +209,18 @@ def _finish_callback(environment: str, args: dict[str, str]) -> Response | tuple
     else:
         pending = []
     billing_url = None
+    restart = None
     if (
         target is not None
         and target.user_id == current_user.id
         and is_owner(target.workspace_id, current_user.id)
     ):
         billing_url = _page_url(target.workspace_id, PolarEnvironment(target.environment))
+        if settings().serves(target.environment):
+            restart = {
+                "url": url_for("polar.connect", workspace_id=target.workspace_id),
+                "form": ConnectForm(environment=target.environment),
+            }
     error = args.get("error")
     if error:
         # Anyone can craft this URL: show our own words for Polar's error codes, never the
@@ -189,13 +228,14 @@ def _finish_callback(environment: str, args: dict[str, str]) -> Response | tuple
         if error in DENIED_ERRORS:
             return _callback_page(denied=True, description="", billing_url=billing_url), 200
         return _callback_page(
-            description=POLAR_ERRORS.get(error, UNKNOWN_ERROR), billing_url=billing_url
+            description=POLAR_ERRORS.get(error, UNKNOWN_ERROR), billing_url=billing_url, restart=restart
         ), 400
     code = args.get("code")
     if not code or not state:
         return _callback_page(
             description="Polar's answer was incomplete. Start again from your workspace's billing page.",
             billing_url=billing_url,
+            restart=restart,
         ), 400
     db = db_session()
     try:
@@ -225,9 +265,15 @@ def _finish_callback(environment: str, args: dict[str, str]) -> Response | tuple
         # only the consumed attempt, so the same state can never be replayed.
         db.commit()
         superseded = isinstance(exc, SupersededConnect)
-        return _callback_page(description=str(exc), billing_url=billing_url, superseded=superseded), (
-            200 if superseded else 400
-        )
+        description = str(exc)
+        if isinstance(exc, SessionMismatch) and resumed:
+            description = LOST_SESSION
+        return _callback_page(
+            description=description,
+            billing_url=billing_url,
+            superseded=superseded,
+            restart=None if superseded else restart,
+        ), (200 if superseded else 400)
     chosen = PolarEnvironment(integration.environment)
     if integration.status == IntegrationStatus.AWAITING_ORGANIZATION:
         flash("Polar is connected. Choose the organization to set up.", "info")
@@ -237,7 +283,12 @@ def _finish_callback(environment: str, args: dict[str, str]) -> Response | tuple
 
 
 def _callback_page(
-    *, description: str, billing_url: str | None, denied: bool = False, superseded: bool = False
+    *,
+    description: str,
+    billing_url: str | None,
+    denied: bool = False,
+    superseded: bool = False,
+    restart: dict[str, Any] | None = None,
 ) -> str:
     return render_template(
         "polar/callback_error.html",
@@ -245,6 +296,7 @@ def _callback_page(
         superseded=superseded,
         description=description,
         billing_url=billing_url,
+        restart=restart,
     )
 
 
@@ -316,7 +368,11 @@ def disconnect(workspace_id: str) -> Response:
 
 def init_app(app: Flask, config: Settings) -> None:
     app.register_blueprint(bp)
-    view = login_required(callback)
+    # A connect under way survives signing in: its callback may have arrived while signed out.
+    kept = app.config.setdefault("SESSION_KEYS_KEPT_AT_SIGN_IN", [])
+    kept.extend(k for k in (NONCES_KEY, CALLBACK_KEY) if k not in kept)
+    app.add_url_rule("/polar/resume", endpoint="polar_resume", view_func=resume, methods=["GET"])
+    view = callback
     for endpoints in config.polar_environments.values():
         name = endpoints.environment.value
         is_default = endpoints.environment == config.default_polar.environment

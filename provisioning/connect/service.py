@@ -64,6 +64,10 @@ class ConnectError(ConnectPolarError):
     """The callback cannot complete; the message is safe to show to the workspace owner."""
 
 
+class SessionMismatch(ConnectError):
+    """The state's attempt is not one this browser session has pending."""
+
+
 class SupersededConnect(ConnectError):
     """An older connect attempt came back after a newer one of the same connection completed."""
 
@@ -186,7 +190,7 @@ def complete_connect(
         ) from None
     pending = [n for n in (browser_nonce, *browser_nonces) if n]
     if not any(hmac.compare_digest(payload.nonce, n) for n in pending):
-        raise ConnectError(
+        raise SessionMismatch(
             "This Polar authorization was started in another browser session; click Connect Polar again"
         )
     if payload.user_id != user_id:

@@ -61,8 +61,9 @@ def test_missing_code_or_state_is_400(owner_client: FlaskClient) -> None:
 
 
 def test_anonymous_callback_goes_to_login(client: FlaskClient) -> None:
-    response = client.get("/polar/callback?code=a&state=b")
-    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    response = client.get("/polar/callback?code=the-code&state=the-state")
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/login?next=/polar/resume"  # never the code or state
 
 
 def test_tampered_state_is_refused(owner_client: FlaskClient, workspace: Workspace, session: Session) -> None:
