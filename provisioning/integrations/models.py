@@ -56,6 +56,12 @@ class PolarIntegration(Base):
     access_token: Mapped[str | None] = mapped_column(Text)
     refresh_token: Mapped[str | None] = mapped_column(Text)
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A new value at every connect, kept by refreshes: a run tells "my grant, refreshed" (go on)
+    # from "another grant" (a reconnect: stop) by it.
+    grant_id: Mapped[str | None] = mapped_column(String(36))
+    # Set when a refresh was sent and its answer lost (Polar may have rotated the pair); cleared
+    # when a pair is stored. A later invalid_grant then says what happened.
+    token_refresh_unanswered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     scopes: Mapped[str | None] = mapped_column(Text)
     # Organizations the grant was narrowed to at consent; empty means all of the user's.
     granted_organization_ids: Mapped[list[str]] = mapped_column(JSON, default=list)

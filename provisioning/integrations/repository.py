@@ -72,15 +72,49 @@ def ids(session: Session) -> list[str]:
 class ConnectionState(NamedTuple):
     status: IntegrationStatus
     access_token: str | None  # ciphertext
+    grant_id: str | None
 
 
 def connection_state(session: Session, integration_id: str, *, lock: bool = False) -> ConnectionState | None:
     """The status and access token as committed; with ``lock`` the row stays locked."""
-    query = select(PolarIntegration.status, PolarIntegration.access_token).where(
+    query = select(PolarIntegration.status, PolarIntegration.access_token, PolarIntegration.grant_id).where(
         PolarIntegration.id == integration_id
     )
     row = session.execute(query.with_for_update() if lock else query).one_or_none()
-    return ConnectionState(row[0], row[1]) if row is not None else None
+    return ConnectionState(row[0], row[1], row[2]) if row is not None else None
+
+
+class TokenRow(NamedTuple):
+    environment: str
+    access_token: str | None  # ciphertext
+    refresh_token: str | None  # ciphertext
+    refresh_unanswered: bool
+
+
+def token_row(session: Session, integration_id: str) -> TokenRow | None:
+    """The token pair as committed (ciphertexts), for a refresh under the token lock."""
+    row = session.execute(
+        select(
+            PolarIntegration.environment,
+            PolarIntegration.access_token,
+            PolarIntegration.refresh_token,
+            PolarIntegration.token_refresh_unanswered_at,
+        ).where(PolarIntegration.id == integration_id)
+    ).one_or_none()
+    return TokenRow(row[0], row[1], row[2], row[3] is not None) if row is not None else None
+
+
+def mark_refresh_unanswered_if_unchanged(
+    session: Session, integration_id: str, read_ciphertext: str, message: str
+) -> None:
+    """A refresh with this refresh token got no answer: remember it (and say so), while the row
+    still holds that token."""
+    session.execute(
+        update(PolarIntegration)
+        .where(PolarIntegration.id == integration_id, PolarIntegration.refresh_token == read_ciphertext)
+        .values(token_refresh_unanswered_at=utcnow(), last_error=message, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 def refresh_token_ciphertext(session: Session, integration_id: str) -> str | None:

@@ -88,6 +88,8 @@ def store_tokens(settings: Settings, integration: PolarIntegration, tokens: Toke
     integration.token_expires_at = tokens.expires_at
     if tokens.scope:
         integration.scopes = tokens.scope
+    integration.grant_id = new_id()  # a new grant: runs of the previous one stop
+    integration.token_refresh_unanswered_at = None
     integration.updated_at = utcnow()
 
 

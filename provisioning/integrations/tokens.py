@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from redis.lock import Lock
@@ -27,7 +27,12 @@ from provisioning.db import get_database, utcnow
 from provisioning.integrations import repository
 from provisioning.integrations.models import PolarIntegration
 from provisioning.integrations.service import access_token, decrypt_secret, secret_slot, vault_for
-from provisioning.polar.errors import PolarOAuthError, ProvisioningError, TransientPolarError
+from provisioning.polar.errors import (
+    PolarOAuthError,
+    ProvisioningError,
+    RefreshUnanswered,
+    TransientPolarError,
+)
 from provisioning.polar.oauth import PolarOAuth, TokenSet
 
 log = logging.getLogger(__name__)
@@ -35,7 +40,15 @@ REFRESH_MARGIN = timedelta(minutes=5)
 LOCK_TIMEOUT = 60  # seconds: a refresh is one token-endpoint call (10 s timeout) and two short writes
 LOCK_WAIT = 30
 # The columns a refresh writes: what the caller's object gets back afterwards.
-TOKEN_COLUMNS = ("access_token", "refresh_token", "token_expires_at", "scopes", "status", "last_error")
+TOKEN_COLUMNS = (
+    "access_token",
+    "refresh_token",
+    "token_expires_at",
+    "scopes",
+    "status",
+    "last_error",
+    "token_refresh_unanswered_at",
+)
 # OAuth errors that mean our client credentials are wrong, not the owner's grant.
 CLIENT_ERRORS = ("invalid_client", "unauthorized_client")
 
@@ -133,50 +146,138 @@ def fresh_access_token(
         session.refresh(integration, attribute_names=list(TOKEN_COLUMNS))
         if not needs_refresh(integration):
             return access_token(settings, integration)
-        read_ciphertext = integration.refresh_token
-        if not read_ciphertext:
-            _needs_reconnect(session, integration, None, "the Polar connection has no refresh token")
-        assert read_ciphertext is not None
-        # Before any call: a refresh token moved here from another row raises SecretIntegrityError.
-        refresh = decrypt_secret(settings, integration.id, "refresh_token", read_ciphertext)
         try:
-            tokens = PolarOAuth(settings.polar(integration.environment)).refresh(refresh)
-        except PolarOAuthError as exc:
-            if exc.error == "invalid_grant":
-                _needs_reconnect(
-                    session, integration, read_ciphertext, f"Polar refused to refresh the token ({exc.error})"
-                )
-            if exc.error in CLIENT_ERRORS:
-                # Our OAuth client is misconfigured: every workspace would fail the same way, and no
-                # owner can fix it by reconnecting. Leave the integration's status alone.
-                log.error(
-                    "Polar rejected our OAuth client (%s) while refreshing integration %s: check "
-                    "POLAR_OAUTH_CLIENT_ID and POLAR_OAUTH_CLIENT_SECRET",
-                    exc.error,
-                    integration.id,
-                )
-                raise OAuthClientConfigError(
-                    f"Polar rejected this application's OAuth client ({exc.error}); the operator must "
-                    "check POLAR_OAUTH_CLIENT_ID and POLAR_OAUTH_CLIENT_SECRET. Nothing to do on "
-                    "your side: this is retried once it is fixed"
-                ) from None
-            raise ProvisioningError(f"Polar refused to refresh the access token ({exc.error})") from None
-        if not _store_refreshed(settings, integration.id, read_ciphertext, tokens):
-            _revoke_quietly(settings, integration, tokens)
+            token = _refresh_locked(settings, integration.id)
+        finally:
             session.refresh(integration, attribute_names=list(TOKEN_COLUMNS))
-            raise TransientPolarError(
-                "the Polar connection changed while its token was refreshed; will retry"
-            )
-        session.refresh(integration, attribute_names=list(TOKEN_COLUMNS))
         log.info("refreshed the Polar token of integration %s", integration.id)
-        return tokens.access_token
+        return token
     finally:
         with contextlib.suppress(redis.exceptions.LockError):
             lock.release()
 
 
-def _store_refreshed(settings: Settings, integration_id: str, read_ciphertext: str, tokens: TokenSet) -> bool:
-    """Write the new pair, only over the refresh token it replaces. Its own transaction."""
+def reauthorize(
+    settings: Settings, integration_id: str, rejected: str, *, redis_conn: redis.Redis | None = None
+) -> str:
+    """Polar answered 401 to a call made with the access token ``rejected`` (though our row may
+    think it fresh): the access token to retry the call with, refreshed at most once.
+
+    Under the token lock, the committed pair is read in its own transaction: if it no longer holds
+    ``rejected`` (another process refreshed, or the owner reconnected), that token is the answer,
+    with no call; otherwise the pair is refreshed as ``fresh_access_token`` does. Safe from any
+    thread: it uses no caller's session.
+    """
+    conn = redis_conn or redis.Redis.from_url(settings.redis_url)
+    lock = token_lock(conn, integration_id)
+    if not lock.acquire():
+        raise TransientPolarError("another worker is refreshing this workspace's Polar token; will retry")
+    try:
+        current = _stored_access_token(settings, integration_id)
+        if current != rejected:
+            log.info(
+                "integration %s: Polar rejected a token already replaced; using the stored one",
+                integration_id,
+            )
+            return current
+        token = _refresh_locked(settings, integration_id)
+        log.info("refreshed the Polar token of integration %s after Polar rejected it", integration_id)
+        return token
+    finally:
+        with contextlib.suppress(redis.exceptions.LockError):
+            lock.release()
+
+
+LOST_ANSWER = (
+    "Polar did not answer our request to renew this connection's access (no response in time). "
+    "If Polar renewed it anyway, the new key was lost with the answer"
+)
+LOST_GRANT = (
+    "Polar's answer to our request to renew this connection's access was lost, and Polar had "
+    "already replaced the key we hold, so this connection can no longer reach Polar"
+)
+
+
+def _stored_access_token(settings: Settings, integration_id: str) -> str:
+    with get_database().transaction() as tx:
+        row = repository.token_row(tx, integration_id)
+    if row is None or not row.access_token:
+        raise ProvisioningError("Polar was disconnected from this workspace", needs_reconnect=True)
+    return decrypt_secret(settings, integration_id, "access_token", row.access_token)
+
+
+def _refresh_locked(settings: Settings, integration_id: str) -> str:
+    """Refresh the committed pair (the caller holds the token lock); returns the new access token.
+
+    Only ``invalid_grant`` for the refresh token still stored means "reconnect": when the row holds
+    another pair by then (a sibling refreshed first, e.g. after its lock lapsed), that pair is used.
+    A refresh whose answer is lost is remembered on the row (``token_refresh_unanswered_at``) and
+    said in ``last_error``; the job retries, and should Polar have rotated meanwhile, the
+    ``invalid_grant`` that follows says so instead of a bare refusal.
+    """
+    with get_database().transaction() as tx:
+        row = repository.token_row(tx, integration_id)
+    if row is None or not row.access_token:
+        raise ProvisioningError("Polar was disconnected from this workspace", needs_reconnect=True)
+    read_ciphertext = row.refresh_token
+    if not read_ciphertext:
+        _needs_reconnect(integration_id, None, "the Polar connection has no refresh token")
+    # Before any call: a refresh token moved here from another row raises SecretIntegrityError.
+    refresh = decrypt_secret(settings, integration_id, "refresh_token", read_ciphertext)
+    oauth = PolarOAuth(settings.polar(row.environment))
+    try:
+        tokens = oauth.refresh(refresh)
+    except RefreshUnanswered as exc:
+        log.error("integration %s: a token refresh got no answer from Polar (%s)", integration_id, exc)
+        with get_database().transaction() as tx:
+            repository.mark_refresh_unanswered_if_unchanged(
+                tx, integration_id, read_ciphertext, f"{LOST_ANSWER}; retrying"
+            )
+        raise TransientPolarError(f"{LOST_ANSWER}; will retry", status=exc.status) from None
+    except PolarOAuthError as exc:
+        if exc.error == "invalid_grant":
+            with get_database().transaction() as tx:
+                now = repository.token_row(tx, integration_id)
+            if now is not None and now.access_token and now.refresh_token != read_ciphertext:
+                # Not our grant dying: another process stored a newer pair first. Use it.
+                log.warning(
+                    "integration %s: refresh lost a race to another process; using its pair", integration_id
+                )
+                return decrypt_secret(settings, integration_id, "access_token", now.access_token)
+            if row.refresh_unanswered:
+                log.error("integration %s: %s", integration_id, LOST_GRANT)
+                _needs_reconnect(integration_id, read_ciphertext, LOST_GRANT)
+            _needs_reconnect(
+                integration_id, read_ciphertext, f"Polar refused to refresh the token ({exc.error})"
+            )
+        if exc.error in CLIENT_ERRORS:
+            # Our OAuth client is misconfigured: every workspace would fail the same way, and no
+            # owner can fix it by reconnecting. Leave the integration's status alone.
+            log.error(
+                "Polar rejected our OAuth client (%s) while refreshing integration %s: check "
+                "POLAR_OAUTH_CLIENT_ID and POLAR_OAUTH_CLIENT_SECRET",
+                exc.error,
+                integration_id,
+            )
+            raise OAuthClientConfigError(
+                f"Polar rejected this application's OAuth client ({exc.error}); the operator must "
+                "check POLAR_OAUTH_CLIENT_ID and POLAR_OAUTH_CLIENT_SECRET. Nothing to do on "
+                "your side: this is retried once it is fixed"
+            ) from None
+        raise ProvisioningError(f"Polar refused to refresh the access token ({exc.error})") from None
+    if not _store_refreshed(
+        settings, integration_id, read_ciphertext, tokens, clear_error=row.refresh_unanswered
+    ):
+        _revoke_quietly(settings, row.environment, tokens)
+        raise TransientPolarError("the Polar connection changed while its token was refreshed; will retry")
+    return tokens.access_token
+
+
+def _store_refreshed(
+    settings: Settings, integration_id: str, read_ciphertext: str, tokens: TokenSet, *, clear_error: bool
+) -> bool:
+    """Write the new pair, only over the refresh token it replaces. Its own transaction.
+    ``clear_error``: the row said a refresh went unanswered; this one was answered."""
     vault = vault_for(settings)
     values: dict[str, Any] = {
         "access_token": vault.encrypt(secret_slot(integration_id, "access_token"), tokens.access_token),
@@ -188,27 +289,25 @@ def _store_refreshed(settings: Settings, integration_id: str, read_ciphertext: s
         )
     if tokens.scope:
         values["scopes"] = tokens.scope
+    values["token_refresh_unanswered_at"] = None
+    if clear_error:
+        values["last_error"] = None
     with get_database().transaction() as tx:
         return repository.replace_tokens_if_unchanged(tx, integration_id, read_ciphertext, values)
 
 
-def _needs_reconnect(
-    session: Session, integration: PolarIntegration, read_ciphertext: str | None, why: str
-) -> None:
+def _needs_reconnect(integration_id: str, read_ciphertext: str | None, why: str) -> NoReturn:
     """Mark the integration needs_reconnect (its own transaction, only if the pair is still the one
     that failed) and raise."""
     message = f"{why}: reconnect Polar from the billing page"
     with get_database().transaction() as tx:
-        repository.mark_needs_reconnect_if_unchanged(tx, integration.id, read_ciphertext, message)
-    session.refresh(integration, attribute_names=list(TOKEN_COLUMNS))
+        repository.mark_needs_reconnect_if_unchanged(tx, integration_id, read_ciphertext, message)
     raise ProvisioningError(message, needs_reconnect=True)
 
 
-def _revoke_quietly(settings: Settings, integration: PolarIntegration, tokens: TokenSet) -> None:
+def _revoke_quietly(settings: Settings, environment: str, tokens: TokenSet) -> None:
     try:
-        PolarOAuth(settings.polar(integration.environment)).revoke(
-            tokens.refresh_token or tokens.access_token
-        )
+        PolarOAuth(settings.polar(environment)).revoke(tokens.refresh_token or tokens.access_token)
     except Exception as exc:
         log.warning("could not revoke an orphaned Polar token pair: %s", type(exc).__name__)
 

@@ -68,9 +68,14 @@ class PolarApi:
         backoff_cap: float = 4.0,
         max_retry_after: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
+        reauthorize: Callable[[str], str] | None = None,
     ) -> None:
+        """``reauthorize(rejected_token)``: after a 401, the access token to retry the call with
+        (the connection's token refreshed through its lock); each call is retried once."""
         self.sdk = polar_sdk(base_url)
         self._token = access_token
+        self._reauthorize = reauthorize
+        self._token_lock = threading.Lock()
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -131,6 +136,7 @@ class PolarApi:
         scope: str,
     ) -> T:
         attempt = 0
+        reauthorized = False
         operation = metrics.operation_of(fn)
         while True:
             attempt += 1
@@ -139,8 +145,9 @@ class PolarApi:
                     self.writes += 1
                 else:
                     self.reads += 1
+            token = self._token
             try:
-                return _counted(operation, fn, args, {**kwargs, "request_access_token": self._token})
+                return _counted(operation, fn, args, {**kwargs, "request_access_token": token})
             except PolarRateLimitError as exc:
                 metrics.POLAR_RATE_LIMITED.labels(operation).inc()
                 wait = float(exc.retry_after) if exc.retry_after is not None else self._backoff(attempt)
@@ -172,6 +179,13 @@ class PolarApi:
                 metrics.POLAR_RETRIES.labels(operation, _status_label(exc)).inc()
                 self._sleep(delay)
             except PolarClientError as exc:
+                if exc.status_code == 401 and self._reauthorize is not None and not reauthorized:
+                    # Expired or rotated at Polar while our row thought it fresh: refresh (once, for
+                    # every thread of this run), then retry the call once. A 401 means nothing was
+                    # done, so even a create is safe to send again.
+                    reauthorized = True
+                    self._renew(token)
+                    continue
                 raise client_error(exc, action=action, scope=scope) from None
             except PolarDeserializationError as exc:
                 # Some methods declare a typed 403 that Polar's OAuth errors (insufficient_scope)
@@ -182,6 +196,12 @@ class PolarApi:
                 raise ProvisioningError(
                     f"Polar answered with an unexpected response while trying to {action}"
                 ) from None
+
+    def _renew(self, rejected: str) -> None:
+        assert self._reauthorize is not None
+        with self._token_lock:
+            if self._token == rejected:  # not renewed yet by another thread of this run
+                self._token = self._reauthorize(rejected)
 
     def _backoff(self, attempt: int) -> float:
         raw = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))

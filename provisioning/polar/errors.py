@@ -22,6 +22,11 @@ class TransientPolarError(ProvisioningError):
     retryable = True
 
 
+class RefreshUnanswered(TransientPolarError):
+    """A token refresh reached Polar (or may have) but its answer was lost (a timeout after the
+    request was sent, a 5xx): Polar may have rotated the pair, and the new one is lost with it."""
+
+
 class PolarOAuthError(ConnectPolarError):
     """The token endpoint answered with an OAuth error; ``error`` is its code (e.g. ``invalid_grant``)."""
 

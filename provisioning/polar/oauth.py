@@ -19,7 +19,7 @@ from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 from provisioning.config import PolarEndpoints
 from provisioning.db import utcnow
 from provisioning.observability import metrics
-from provisioning.polar.errors import PolarOAuthError, TransientPolarError
+from provisioning.polar.errors import PolarOAuthError, RefreshUnanswered, TransientPolarError
 
 # OAuth error codes a refresh is counted by (anything else: other_error), a bounded label.
 REFRESH_OUTCOMES = ("invalid_grant", "invalid_client", "unauthorized_client", "invalid_request", "http_error")
@@ -96,7 +96,10 @@ class PolarOAuth:
         outcome = "unavailable"
         try:
             with self._client() as client:
-                token = self._call(lambda: client.refresh_token(self.token_url, refresh_token=refresh_token))
+                token = self._call(
+                    lambda: client.refresh_token(self.token_url, refresh_token=refresh_token),
+                    unanswered=RefreshUnanswered,
+                )
             result = _token_set(token)
             outcome = "ok"
             return result
@@ -130,7 +133,10 @@ class PolarOAuth:
         _json(response)
 
     @staticmethod
-    def _call(fn: Any) -> Any:
+    def _call(fn: Any, *, unanswered: type[TransientPolarError] = TransientPolarError) -> Any:
+        """``unanswered``: what to raise when the request may have reached Polar but its answer was
+        lost (a 5xx, a timeout or a broken connection after sending); a request that never left
+        (no connection) is a plain TransientPolarError."""
         try:
             return fn()
         except OAuthError as exc:
@@ -138,12 +144,15 @@ class PolarOAuth:
         except httpx.HTTPStatusError as exc:
             status = exc.response.status_code
             if status >= 500 or status == 429:
-                raise TransientPolarError(
+                error = unanswered if status >= 500 else TransientPolarError
+                raise error(
                     f"Polar's token endpoint is unavailable (HTTP {status}); try again shortly", status=status
                 ) from None
             raise PolarOAuthError("http_error", f"HTTP {status}", status=status) from None
-        except httpx.RequestError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise TransientPolarError(f"Polar could not be reached ({type(exc).__name__})") from None
+        except httpx.RequestError as exc:
+            raise unanswered(f"Polar did not answer ({type(exc).__name__})") from None
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from provisioning.config import EnvironmentNotServed, Settings
 from provisioning.db import utcnow
 from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import IntegrationStatus
-from provisioning.integrations.tokens import fresh_access_token
+from provisioning.integrations.tokens import fresh_access_token, reauthorize
 from provisioning.polar.client import PolarApi
 from provisioning.polar.errors import ProvisioningError, TransientPolarError
 from provisioning.runs import repository
@@ -65,7 +65,7 @@ class RunExecution:
         self.settings = settings
         self.run_id = run_id
         self.api: PolarApi | None = None
-        self.token_ciphertext: str | None = None  # the access token this run works with
+        self.grant_id: str | None = None  # the grant this run works with (kept by refreshes)
 
     def execute(self) -> dict[str, Any]:
         run = repository.get(self.session, self.run_id)
@@ -110,9 +110,16 @@ class RunExecution:
             self._start()
             catalog = self._catalog()
             token = fresh_access_token(self.session, self.settings, integration, redis_conn=self._redis())
-            self.token_ciphertext = integration.access_token
+            self.grant_id = integration.grant_id
             run.catalog_revision = catalog.revision
-            self.api = PolarApi(endpoints.api_url, token)
+            integration_id = integration.id
+            self.api = PolarApi(
+                endpoints.api_url,
+                token,
+                reauthorize=lambda rejected: reauthorize(
+                    self.settings, integration_id, rejected, redis_conn=self._redis()
+                ),
+            )
             ledger = Ledger(
                 self.session,
                 run,
@@ -206,7 +213,7 @@ class RunExecution:
             raise Stopped("Cancelled: Polar was disconnected from this workspace")
         if row.status not in statuses:
             raise Stopped(f"Cancelled: the Polar connection changed ({row.status})")
-        if same_token and self.token_ciphertext and row.access_token != self.token_ciphertext:
+        if same_token and self.api is not None and row.grant_id != self.grant_id:
             raise Stopped("Cancelled: the Polar connection was replaced while this run was under way")
 
     # -- outcomes ------------------------------------------------------------------------------
