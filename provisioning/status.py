@@ -51,6 +51,7 @@ def status_snapshot(
             "run": None,
             "provisioned_at": None,
             "catalog_revision": None,
+            "history": None,
         }
     return _snapshot(session, integration, catalog, served)
 
@@ -98,6 +99,16 @@ def _snapshot(
         "run": {"id": run.id, "status": run.status, "error": run.error} if run else None,
         "provisioned_at": integration.provisioned_at.isoformat() if integration.provisioned_at else None,
         "catalog_revision": integration.catalog_revision,
+        "history": _history(integration) if not connected else None,
+    }
+
+
+def _history(integration: PolarIntegration) -> dict[str, Any]:
+    """A disconnected connection, as history: when, and the organization it was connected to (its
+    products stay there at Polar)."""
+    return {
+        "disconnected_at": integration.updated_at.isoformat() if integration.updated_at else None,
+        "provisioned_at": integration.provisioned_at.isoformat() if integration.provisioned_at else None,
     }
 
 

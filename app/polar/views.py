@@ -226,7 +226,21 @@ def _finish_callback(
         # Anyone can craft this URL: show our own words for Polar's error codes, never the
         # query string's description.
         if error in DENIED_ERRORS:
-            return _callback_page(denied=True, description="", billing_url=billing_url), 200
+            kept = None
+            if billing_url is not None and target is not None:
+                existing = get_integration(db_session(), target.workspace_id, target.environment)
+                if existing is not None and existing.status != IntegrationStatus.NOT_CONNECTED:
+                    kept = existing
+            return render_template(
+                "polar/callback_error.html",
+                denied=True,
+                kept=kept,
+                known=billing_url is not None,
+                billing_url=billing_url,
+                restart=None,
+                superseded=False,
+                description="",
+            ), 200
         return _callback_page(
             description=POLAR_ERRORS.get(error, UNKNOWN_ERROR), billing_url=billing_url, restart=restart
         ), 400
@@ -338,15 +352,31 @@ def organization(workspace_id: str) -> str | Response:
     )
 
 
-@bp.post("/disconnect")
+@bp.route("/disconnect", methods=["GET", "POST"])
 @login_required
-def disconnect(workspace_id: str) -> Response:
-    owner_access(workspace_id)
+def disconnect(workspace_id: str) -> str | Response:
+    """GET: what disconnecting does, and a button to confirm; POST: disconnect."""
+    access = owner_access(workspace_id)
+    db = db_session()
+    if request.method == "GET":
+        environment = _environment(request.args.get("environment"))
+        integration = get_integration(db, workspace_id, environment)
+        if integration is None or integration.status == IntegrationStatus.NOT_CONNECTED:
+            flash("Polar is not connected.", "info")
+            return redirect(_page_url(workspace_id, environment), 303)
+        return render_template(
+            "polar/disconnect.html",
+            workspace=access.workspace,
+            integration=integration,
+            mode=environment.mode,
+            both_modes=len(settings().polar_environments) > 1,
+            form=DisconnectForm(environment=environment.value),
+            page_url=_page_url(workspace_id, environment),
+        )
     form = DisconnectForm()
     if not form.validate():
         abort(400)
     environment = _environment(form.environment.data)
-    db = db_session()
     integration = get_integration(db, workspace_id, environment)
     if connect_service.disconnect(
         db, settings(), workspace_id, environment=environment, user_id=current_user.id
@@ -360,7 +390,11 @@ def disconnect(workspace_id: str) -> Response:
             details={"environment": environment},
         )
         db.commit()
-        flash("Polar is disconnected.", "success")
+        flash(
+            "Polar is disconnected: access revoked and our webhook endpoint removed. "
+            "The products stay in your Polar organization.",
+            "success",
+        )
     else:
         flash("Polar was not connected.", "info")
     return redirect(_page_url(workspace_id, environment), 303)

@@ -59,7 +59,7 @@ def test_the_owner_connects_polar_and_watches_billing_become_ready(
         "Your Polar organization holds the products of your plans and a webhook endpoint."
     )
     expect(page.get_by_role("button", name="Reconnect Polar", exact=True)).to_be_visible()
-    expect(page.get_by_role("button", name="Disconnect")).to_be_visible()
+    expect(page.get_by_role("link", name="Disconnect")).to_be_visible()
     expect(page.locator("#organization")).to_have_text("Demo Org demo-org")
 
     # Every step of the run, in order, succeeded.
@@ -106,5 +106,5 @@ def test_denying_on_polar_connects_nothing(page: Page, live_platform: LivePlatfo
     open_billing_page(page, "Deny Workspace")
     expect(page.locator("#status-badge")).to_have_text("Not connected")
     expect(page.get_by_role("button", name="Connect Polar", exact=True)).to_be_visible()
-    expect(page.get_by_role("button", name="Disconnect")).to_have_count(0)
+    expect(page.get_by_role("link", name="Disconnect")).to_have_count(0)
     expect(page.locator("#products")).to_have_text("No products yet.")

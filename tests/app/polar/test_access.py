@@ -14,7 +14,12 @@ UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
 def _paths(workspace_id: str) -> dict[str, str]:
     base = f"/workspaces/{workspace_id}/polar"
-    return {"page": base, "status": f"{base}/status", "organization": f"{base}/organization"}
+    return {
+        "page": base,
+        "status": f"{base}/status",
+        "organization": f"{base}/organization",
+        "disconnect": f"{base}/disconnect",
+    }
 
 
 def _posts(workspace_id: str) -> list[str]:
@@ -57,6 +62,7 @@ def test_members_see_but_cannot_act(app: Flask, client: FlaskClient, accounts: A
     for path in _posts(workspace.id):
         assert client.post(path, data={"csrf_token": token}).status_code == 403, path
     assert client.get(f"/workspaces/{workspace.id}/polar/organization").status_code == 403
+    assert client.get(f"/workspaces/{workspace.id}/polar/disconnect").status_code == 403
 
 
 def test_owner_sees_the_connect_button(owner_client: FlaskClient, workspace: Workspace) -> None:
