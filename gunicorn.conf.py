@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from provisioning.observability import multiproc
+from provisioning.observability import logs, multiproc
 
 
 def _number(name: str, default: int, minimum: int = 1) -> int:
@@ -45,8 +45,14 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")  # "" trusts no 
 # The access log: method, path without its query string (the OAuth callback's carries the code and
 # state), status, size, duration and user agent; no referrer (it may carry another page's query).
 accesslog = "-"
-access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'
 errorlog = "-"
+# gunicorn's own lines (and the access log) through the platform's structured formatter: JSON in
+# production (or LOG_FORMAT=json), readable lines elsewhere; the app's lines share the handler.
+_log_format = os.environ.get("LOG_FORMAT", "").strip().lower() or (
+    "json" if os.environ.get("APP_ENV", "").strip().lower() == "production" else "console"
+)
+logconfig_dict = logs.gunicorn_logconfig(_log_format if _log_format in logs.LOG_FORMATS else "console")
 
 
 # Metrics: gunicorn's workers record into files under $PROMETHEUS_MULTIPROC_DIR/web (default

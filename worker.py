@@ -24,7 +24,7 @@ from provisioning import startup
 from provisioning.config import ConfigError, Settings
 from provisioning.connect.service import purge_expired_attempts
 from provisioning.db import Database, configure
-from provisioning.observability import multiproc
+from provisioning.observability import logs, multiproc
 from provisioning.runs import periodic, queue
 
 SWEEP_EVERY_SECONDS = 30.0
@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     # Metrics of this process and its work-horses: files under $PROMETHEUS_MULTIPROC_DIR/worker
     # (default instance/metrics/worker), emptied now; the web's /metrics merges them on one host.
     multiproc.prepare("worker")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
+        logs.configure(settings.log_format)  # JSON in production, readable lines elsewhere
         startup.check_catalog(settings)
         database = configure(Database(url=settings.database_url))
         startup.check_keys(database, settings)  # the keys must be this database's: never work with others

@@ -6,12 +6,15 @@ gunicorn's fatal boot code, so gunicorn stops instead of restarting workers fore
 """
 
 from app import create_app
-from provisioning.config import ConfigError
+from provisioning.config import ConfigError, Settings
 from provisioning.db import get_database
+from provisioning.observability import logs
 from provisioning.startup import check_keys, stop
 
 try:
-    app = create_app()
-    check_keys(get_database(), app.extensions["connect_polar.settings"])
+    settings = Settings.from_env()
+    logs.configure(settings.log_format)  # every line of the web and of `flask` commands, structured
+    app = create_app(settings)
+    check_keys(get_database(), settings)
 except ConfigError as exc:
     stop(exc)

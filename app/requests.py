@@ -8,6 +8,8 @@ import uuid
 
 from flask import Flask, Response, g, request
 
+from provisioning.observability import logs
+
 HEADER = "X-Request-Id"
 WELL_FORMED = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -21,6 +23,9 @@ def init_app(app: Flask) -> None:
     def _assign() -> None:
         given = request.headers.get(HEADER, "")
         g.request_id = given if WELL_FORMED.match(given) else uuid.uuid4().hex
+        # Every log line of this request (and gunicorn's access line after it) carries the ids.
+        logs.clear()
+        logs.bind(request_id=g.request_id, workspace_id=(request.view_args or {}).get("workspace_id"))
 
     @app.after_request
     def _echo(response: Response) -> Response:

@@ -130,6 +130,8 @@ class Settings:
     other_polar_environments: tuple[PolarEndpoints, ...] = ()
     # GET /metrics wants ``Authorization: Bearer <this>``; empty: served to loopback clients only.
     metrics_token: str = field(default="", repr=False)
+    # LOG_FORMAT: json (production's default) or console (readable lines, elsewhere's default).
+    log_format: str = "console"
 
     @property
     def is_production(self) -> bool:
@@ -205,6 +207,8 @@ class Settings:
             token_encryption_keys=parse_fernet_keys(raw_keys) if raw_keys.strip() else [],
             other_polar_environments=tuple(e for k, e in named.items() if e is not None and k != default),
             metrics_token=env.get("METRICS_TOKEN", "").strip(),
+            log_format=env.get("LOG_FORMAT", "").strip().lower()
+            or ("json" if app_env == "production" else "console"),
         )
         settings.check()
         return settings
@@ -218,6 +222,8 @@ class Settings:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ConfigError(f"{name} must be an http:// or https:// URL, not {url!r}")
+        if self.log_format not in ("json", "console"):
+            raise ConfigError(f"LOG_FORMAT must be json or console, not {self.log_format!r}")
         if self.metrics_token and len(self.metrics_token) < 16:
             raise ConfigError(
                 "METRICS_TOKEN is too short: set at least 16 random characters, or leave it unset"

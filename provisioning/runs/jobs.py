@@ -8,13 +8,15 @@ from typing import Any
 
 from provisioning.config import Settings
 from provisioning.db import get_database
-from provisioning.observability import metrics
+from provisioning.observability import logs, metrics
 from provisioning.runs.execution import RunExecution
 
 
 def provision(run_id: str, settings: Settings | None = None) -> dict[str, Any]:
     """Run one provisioning run. Returns a small JSON-able summary (no secrets)."""
     settings = settings or Settings.from_env()
+    logs.clear()
+    logs.bind(run_id=run_id)  # on every line of the job (the ledger adds the integration's id)
     started = time.monotonic()
     outcome = "error"  # raised: RQ retries the job (the run is back to queued) or it failed for good
     session = get_database().session()
@@ -26,3 +28,4 @@ def provision(run_id: str, settings: Settings | None = None) -> dict[str, Any]:
         session.close()
         metrics.RUNS.labels(outcome).inc()
         metrics.RUN_SECONDS.labels(outcome).observe(time.monotonic() - started)
+        logs.clear()

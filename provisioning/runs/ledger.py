@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from provisioning.db import utcnow
 from provisioning.errors import ConnectPolarError
-from provisioning.observability import metrics
+from provisioning.observability import logs, metrics
 from provisioning.runs.models import ProvisioningRun, ProvisioningStep, StepStatus
 
 
@@ -44,6 +44,7 @@ class Ledger:
         self.run = run
         self._guard = guard  # guard(lock) raises Stopped if the run may not go on
         self._api_calls = api_calls
+        logs.bind(integration_id=run.integration_id)
 
     def record_calls(self) -> None:
         self.run.api_calls = self._api_calls()
