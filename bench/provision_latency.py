@@ -36,6 +36,14 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# Logging and metrics on, as in production: metrics in prometheus-client's multiprocess mode (files
+# in a temporary directory, set before prometheus-client is imported), JSON log lines to a file.
+from provisioning.observability import multiproc  # noqa: E402
+
+METRICS_DIR = tempfile.mkdtemp(prefix="connect-polar-bench-metrics-")
+os.environ[multiproc.ENV] = METRICS_DIR
+multiproc.prepare("bench")
+
 from cryptography.fernet import Fernet  # noqa: E402
 from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI  # noqa: E402
 
@@ -45,6 +53,7 @@ from provisioning.catalog import load_catalog  # noqa: E402
 from provisioning.config import DEFAULT_PLANS_FILE, Settings  # noqa: E402
 from provisioning.connect.service import begin_connect, complete_connect  # noqa: E402
 from provisioning.integrations.models import PolarIntegration  # noqa: E402
+from provisioning.observability import logs  # noqa: E402
 from provisioning.runs.jobs import provision  # noqa: E402
 from provisioning.runs.models import ProvisioningRun  # noqa: E402
 from tests.migrations_util import upgrade_to_head  # noqa: E402
@@ -176,6 +185,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
+    log_file = open(os.path.join(METRICS_DIR, "bench.log"), "w")  # noqa: SIM115
+    logs.configure("json", stream=log_file)
     catalog = load_catalog(DEFAULT_PLANS_FILE)
     chain = dependent_chain(catalog)
     lower_ms = chain * args.latency_ms
@@ -202,6 +213,11 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=10)
 
+    log_file.close()
+    print(
+        f"logging: JSON, {len(Path(log_file.name).read_text().splitlines())} lines; metrics: multiprocess, "
+        f"{len(multiproc.files())} files"
+    )
     print("rounds (ms):", ", ".join(f"{r['wall_ms']:.0f}" for r in rounds))
     wall = statistics.median(r["wall_ms"] for r in rounds)
     noop = statistics.median(r["noop_ms"] for r in rounds)
