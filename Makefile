@@ -4,16 +4,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint
+.PHONY: install run test lint lock
 
 install: $(STAMP)
 
-# Re-runs only when a pyproject.toml changes.
-$(STAMP): pyproject.toml polar_emulator/pyproject.toml
+# Installs the locked releases (requirements/dev.txt, every file checked against its hash), then the
+# platform and the local Polar themselves, editable, without dependencies. Re-runs only when the lock
+# or a pyproject.toml changes.
+$(STAMP): requirements/dev.txt pyproject.toml polar_emulator/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ./polar_emulator -e '.[dev]'
+	@echo "[make install] installing the locked dependencies into $(VENV) (a few minutes the first time)"
+	$(BIN)/python -m pip install --progress-bar on --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --progress-bar on --no-deps -e ./polar_emulator -e .
 	@touch $(STAMP)
+
+# Re-lock after changing dependencies in a pyproject.toml: requirements/base.txt (the platform's
+# runtime dependencies) and requirements/dev.txt (everything `make install` installs), both hashed,
+# resolved for every platform and Python 3.11+.
+LOCK := $(BIN)/uv pip compile --universal --python-version 3.11 --generate-hashes --no-header --quiet
+lock: install
+	$(LOCK) pyproject.toml -o requirements/base.txt
+	$(LOCK) requirements/dev.in --constraint requirements/base.txt \
+		--no-emit-package connect-polar --no-emit-package connect-polar-emulator -o requirements/dev.txt
 
 run: install
 	$(BIN)/python -m app.devserver
@@ -21,7 +33,7 @@ run: install
 test: install
 	$(BIN)/pytest -n 2
 
-# Style, types, layering and import cycles, over the platform and the local Polar.
+# Style, types, layering, import cycles and known vulnerabilities of the locked dependencies.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -29,3 +41,4 @@ lint: install
 	cd polar_emulator && ../$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m tools.import_cycles app provisioning polar_emulator
+	$(BIN)/python -m tools.audit
