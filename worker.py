@@ -27,7 +27,6 @@ from provisioning.db import Database, configure
 from provisioning.observability import logs, multiproc
 from provisioning.runs import periodic, queue
 
-SWEEP_EVERY_SECONDS = 30.0
 log = logging.getLogger("connect_polar.worker")
 
 
@@ -47,7 +46,7 @@ def sweep(database: Database, settings: Settings) -> None:
 
 
 def _sweep_forever(database: Database, settings: Settings, stop: threading.Event) -> None:
-    while not stop.wait(SWEEP_EVERY_SECONDS):
+    while not stop.wait(settings.sweep_every_seconds):  # SWEEP_EVERY_SECONDS: resumes abandoned runs
         sweep(database, settings)
 
 

@@ -130,6 +130,10 @@ class Settings:
     other_polar_environments: tuple[PolarEndpoints, ...] = ()
     # GET /metrics wants ``Authorization: Bearer <this>``; empty: served to loopback clients only.
     metrics_token: str = field(default="", repr=False)
+    # RUN_LEASE_SECONDS: a running run's lease, renewed every third of it by its worker; when it
+    # lapses (the worker was killed) the run is resumed. SWEEP_EVERY_SECONDS: the worker's sweeper.
+    run_lease_seconds: float = 15.0
+    sweep_every_seconds: float = 5.0
     # LOG_FORMAT: json (production's default) or console (readable lines, elsewhere's default).
     log_format: str = "console"
 
@@ -207,6 +211,8 @@ class Settings:
             token_encryption_keys=parse_fernet_keys(raw_keys) if raw_keys.strip() else [],
             other_polar_environments=tuple(e for k, e in named.items() if e is not None and k != default),
             metrics_token=env.get("METRICS_TOKEN", "").strip(),
+            run_lease_seconds=_seconds(env, "RUN_LEASE_SECONDS", 15.0),
+            sweep_every_seconds=_seconds(env, "SWEEP_EVERY_SECONDS", 5.0),
             log_format=env.get("LOG_FORMAT", "").strip().lower()
             or ("json" if app_env == "production" else "console"),
         )
@@ -309,6 +315,19 @@ def _environment_from_env(env: Mapping[str, str], environment: PolarEnvironment)
         redirect_uri=env.get(prefix + "OAUTH_REDIRECT_URI")
         or f"http://127.0.0.1:5000/polar/callback/{environment.value}",
     )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not 0 < value <= 3600:
+        raise ConfigError(f"{name} must be between 0 and 3600 seconds, not {raw!r}")
+    return value
 
 
 def _normalise_db_url(url: str) -> str:

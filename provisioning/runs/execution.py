@@ -24,7 +24,9 @@ and fails the run only when no retry is left.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import redis
@@ -34,13 +36,14 @@ from sqlalchemy.orm import Session
 from provisioning.catalog import Catalog, CatalogError, load_catalog
 from provisioning.catalog import repository as catalogs
 from provisioning.config import EnvironmentNotServed, Settings
-from provisioning.db import utcnow
+from provisioning.db import get_database, utcnow
 from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import IntegrationStatus
 from provisioning.integrations.tokens import fresh_access_token, reauthorize
 from provisioning.polar.client import PolarApi
 from provisioning.polar.errors import ProvisioningError, TransientPolarError
 from provisioning.runs import repository
+from provisioning.runs.lease import resume_abandoned
 from provisioning.runs.ledger import Ledger, Stopped, failure_message
 from provisioning.runs.lock import saga_lock
 from provisioning.runs.models import RunStatus, StepStatus
@@ -59,12 +62,17 @@ STARTABLE = (
 )
 
 
+class Superseded(Stopped):
+    """This job's lease lapsed and another job resumed its run: stop, and leave the run alone."""
+
+
 class RunExecution:
     def __init__(self, session: Session, settings: Settings, run_id: str) -> None:
         self.session = session
         self.settings = settings
         self.run_id = run_id
         self.api: PolarApi | None = None
+        self.attempt: int | None = None  # the run's attempt this job claimed: its fence
         self.grant_id: str | None = None  # the grant this run works with (kept by refreshes)
 
     def execute(self) -> dict[str, Any]:
@@ -73,9 +81,8 @@ class RunExecution:
             # Deleted with its workspace, or a job from another database: nothing to retry.
             log.warning("provisioning run %s does not exist; dropping its job", self.run_id)
             return {"run_id": self.run_id, "status": "missing"}
-        if run.status != RunStatus.QUEUED:
-            # A duplicate job (a second enqueue, a retry RQ made after a crash): the run is someone
-            # else's, or over. Never run it twice.
+        if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+            # A duplicate job (a second enqueue, a retry of a job whose run is over): never run it twice.
             log.info("provisioning run %s is %s; dropping this job", run.id, run.status)
             summary = {"run_id": run.id, "status": run.status, "api_calls": run.api_calls}
             self.session.rollback()
@@ -83,12 +90,59 @@ class RunExecution:
         integration_id = run.integration_id
         self.session.rollback()  # no transaction open while we wait for anything
 
-        # One saga per integration at a time: find-before-create only works serially.
-        with saga_lock(self._redis(), integration_id):
+        # One saga per integration at a time: find-before-create only works serially. The lock
+        # lives as long as the run's lease and is renewed with it.
+        with saga_lock(
+            self._redis(), integration_id, ttl=self.lease.total_seconds(), on_beat=self._renew_lease
+        ):
+            if not self._take_over_if_abandoned():
+                status = repository.status(self.session, self.run_id) or "missing"
+                self.session.rollback()
+                log.info(
+                    "provisioning run %s is %s under another job; dropping this one", self.run_id, status
+                )
+                return {"run_id": self.run_id, "status": status}
             return self._execute_locked()
 
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.run_lease_seconds)
+
+    def _renew_lease(self) -> None:
+        if self.attempt is None:
+            return
+        with get_database().transaction() as tx:
+            repository.renew_lease(tx, self.run_id, self.attempt, self.lease)
+
+    def _take_over_if_abandoned(self) -> bool:
+        """With the saga lock held: a run still ``running`` is abandoned (whoever ran it held this
+        lock and renewed it with the run's lease; RQ's retry of a job whose work-horse died lands
+        here). Wait out what is left of its lease (at most one lease), then put it back to queued
+        for the claim that follows. False: the run is running under a live lease (its worker lost
+        the lock but still renews the lease), or over."""
+        state = repository.lease_of(self.session, self.run_id)
+        self.session.rollback()
+        if state is None or state[0] == RunStatus.QUEUED:
+            return True
+        status, lease_expires_at, attempts = state
+        if status != RunStatus.RUNNING:
+            return False
+        if lease_expires_at is not None:
+            left = (lease_expires_at - utcnow()).total_seconds()
+            if left > self.lease.total_seconds():
+                return False
+            if left > 0:
+                time.sleep(left + 0.05)
+        resumed = resume_abandoned(self.session, self.run_id, attempts)
+        self.session.commit()
+        if resumed:
+            log.warning("provisioning run %s was abandoned by its worker; resuming it", self.run_id)
+        return resumed
+
     def _execute_locked(self) -> dict[str, Any]:
-        claimed = repository.claim(self.session, self.run_id)
+        attempt = repository.claim(self.session, self.run_id, self.lease)
+        claimed = attempt is not None
+        self.attempt = attempt
         self.session.commit()
         self.session.expire_all()
         if not claimed:
@@ -141,6 +195,10 @@ class RunExecution:
                     with ledger.step(name) as record:
                         step(saga, record)
             self._succeed(catalog)
+        except Superseded as exc:
+            self.session.rollback()
+            log.warning("provisioning run %s: this job stops, %s", self.run_id, exc)
+            return {"run_id": self.run_id, "status": "superseded"}
         except (Stopped, EnvironmentNotServed) as exc:
             self._stop(str(exc))
         except (ProvisioningError, CatalogError) as exc:
@@ -204,9 +262,13 @@ class RunExecution:
         integration's and then the run's rows stay locked until the next commit, so a disconnect
         can't slip in between this check and the writes that follow it."""
         row = integrations.connection_state(self.session, self.integration.id, lock=lock)
-        run_status = repository.status(self.session, self.run_id, lock=lock)
-        if row is None or run_status is None:
+        state = repository.run_state(self.session, self.run_id, lock=lock)
+        if row is None or state is None:
             raise Stopped("Cancelled: the workspace's Polar integration was deleted")
+        run_status, attempt = state
+        if run_status == RunStatus.RUNNING and self.attempt is not None and attempt != self.attempt:
+            # This job's lease lapsed and another job resumed the run: leave it to that one.
+            raise Superseded(f"resumed by another job (attempt {attempt}) while this one was stalled")
         if run_status != RunStatus.RUNNING:
             raise Stopped(f"Cancelled: the run was {run_status} while under way")
         if not row.access_token:
@@ -249,6 +311,9 @@ class RunExecution:
                     IntegrationStatus.NEEDS_RECONNECT,  # set by the token refresh just now
                 ),
             )
+        except Superseded:
+            self.session.rollback()
+            return False
         except Stopped as stopped:
             self._stop(str(stopped))
             return False
@@ -291,7 +356,7 @@ class RunExecution:
     def _stop(self, reason: str) -> None:
         """The integration was disconnected or changed: cancel the run, leave the integration be."""
         self.session.rollback()
-        repository.cancel_if_running(self.session, self.run_id, reason)
+        repository.cancel_if_running(self.session, self.run_id, reason, attempt=self.attempt)
         self.session.commit()
         self.session.expire_all()
         log.info("provisioning run %s stopped: %s", self.run_id, reason)

@@ -44,7 +44,12 @@ def get_queue(connection: redis.Redis, name: str = QUEUE_NAME) -> Queue:
 
 
 def enqueue_run(
-    run_id: str, redis_url: str, *, queue_name: str = QUEUE_NAME, retry: Retry | None = RETRY
+    run_id: str,
+    redis_url: str,
+    *,
+    queue_name: str = QUEUE_NAME,
+    retry: Retry | None = RETRY,
+    replace_stale: bool = False,
 ) -> Job:
     """Put the run's job on the queue; a job already waiting or running for it is reused.
 
@@ -52,6 +57,10 @@ def enqueue_run(
     Lua script in Redis), so the after-commit enqueue, the sweeper and a second click can't queue a
     run twice. A leftover job with that id that is no longer active (finished, failed, stopped, or
     started by a worker that died) is replaced under a short per-run Redis lock.
+
+    ``replace_stale``: the run's lease lapsed (its worker is dead, whatever RQ's registry says for
+    up to a minute and a half), so a job still marked started, or scheduled for a later retry, is
+    replaced too; only one waiting on the queue is kept.
     """
     connection = connect(redis_url)
     queue = get_queue(connection, queue_name)
@@ -61,7 +70,10 @@ def enqueue_run(
         pass
     with connection.lock(f"connect-polar:enqueue:{run_id}", timeout=30, blocking_timeout=10):
         existing = _fetch_job(connection, run_id)
-        if existing is not None and job_is_active(connection, existing):
+        if existing is not None and replace_stale:
+            if existing.get_status(refresh=False) == JobStatus.QUEUED:
+                return existing
+        elif existing is not None and job_is_active(connection, existing):
             return existing
         if existing is not None:
             existing.delete()

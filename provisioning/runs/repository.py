@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from provisioning.db import utcnow
@@ -23,22 +23,26 @@ def status(session: Session, run_id: str, *, lock: bool = False) -> RunStatus | 
     return session.execute(query.with_for_update() if lock else query).scalar()
 
 
-def claim(session: Session, run_id: str) -> bool:
-    """queued → running, atomically: of two jobs for one run, only one gets it. Its steps start
-    over as pending (a retried run records its new attempt)."""
-    result = session.execute(
+def claim(session: Session, run_id: str, lease: timedelta) -> int | None:
+    """queued → running, atomically: of two jobs for one run, only one gets it. Returns the run's
+    new attempt number (the fence its job checks before each step), or None. Its lease runs for
+    ``lease``; its steps start over as pending (they find what exists)."""
+    now = utcnow()
+    attempt = session.scalar(
         update(ProvisioningRun)
         .where(ProvisioningRun.id == run_id, ProvisioningRun.status == RunStatus.QUEUED)
         .values(
             status=RunStatus.RUNNING,
-            started_at=utcnow(),
+            started_at=now,
+            lease_expires_at=now + lease,
             finished_at=None,
             error=None,
             attempts=func.coalesce(ProvisioningRun.attempts, 0) + 1,
         )
+        .returning(ProvisioningRun.attempts)
         .execution_options(synchronize_session=False)
     )
-    claimed = bool(getattr(result, "rowcount", 0))
+    claimed = attempt is not None
     if claimed:
         session.execute(
             update(ProvisioningStep)
@@ -46,7 +50,74 @@ def claim(session: Session, run_id: str) -> bool:
             .values(status=StepStatus.PENDING, error=None, duration_ms=None)
             .execution_options(synchronize_session=False)
         )
-    return claimed
+    return attempt
+
+
+def renew_lease(session: Session, run_id: str, attempt: int, lease: timedelta) -> bool:
+    """The worker still runs this attempt of the run: extend its lease (False: the run is over, or
+    another attempt took it over)."""
+    result = session.execute(
+        update(ProvisioningRun)
+        .where(
+            ProvisioningRun.id == run_id,
+            ProvisioningRun.status == RunStatus.RUNNING,
+            ProvisioningRun.attempts == attempt,
+        )
+        .values(lease_expires_at=utcnow() + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def _lapsed(now: datetime, legacy_started_before: datetime) -> ColumnElement[bool]:
+    """Running with its lease lapsed (a run from before leases: started long ago)."""
+    return and_(
+        ProvisioningRun.status == RunStatus.RUNNING,
+        or_(
+            ProvisioningRun.lease_expires_at < now,
+            and_(
+                ProvisioningRun.lease_expires_at.is_(None),
+                ProvisioningRun.started_at <= legacy_started_before,
+            ),
+        ),
+    )
+
+
+def lapsed_running(session: Session, now: datetime, legacy_started_before: datetime) -> list[tuple[str, int]]:
+    """(id, attempts) of running runs whose worker stopped renewing their lease."""
+    rows = session.execute(
+        select(ProvisioningRun.id, ProvisioningRun.attempts).where(_lapsed(now, legacy_started_before))
+    )
+    return [(run_id, int(attempts or 0)) for run_id, attempts in rows]
+
+
+def requeue_lapsed(
+    session: Session, run_id: str, now: datetime, legacy_started_before: datetime, message: str
+) -> bool:
+    """running → queued for a run whose lease lapsed, to be resumed by its next job."""
+    result = session.execute(
+        update(ProvisioningRun)
+        .where(ProvisioningRun.id == run_id, _lapsed(now, legacy_started_before))
+        .values(status=RunStatus.QUEUED, lease_expires_at=None, error=message)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def lease_of(session: Session, run_id: str) -> tuple[RunStatus, datetime | None, int] | None:
+    row = session.execute(
+        select(ProvisioningRun.status, ProvisioningRun.lease_expires_at, ProvisioningRun.attempts).where(
+            ProvisioningRun.id == run_id
+        )
+    ).one_or_none()
+    return (row[0], row[1], int(row[2] or 0)) if row is not None else None
+
+
+def run_state(session: Session, run_id: str, *, lock: bool = False) -> tuple[RunStatus, int] | None:
+    """(status, attempt) as committed; with ``lock`` the row stays locked."""
+    query = select(ProvisioningRun.status, ProvisioningRun.attempts).where(ProvisioningRun.id == run_id)
+    row = session.execute(query.with_for_update() if lock else query).one_or_none()
+    return (row[0], int(row[1] or 0)) if row is not None else None
 
 
 def skip_unfinished_steps(session: Session, run_ids: list[str]) -> None:
@@ -78,14 +149,20 @@ def batch_progress(session: Session, batch_id: str) -> dict[RunStatus, int]:
     return {status: int(count) for status, count in rows}
 
 
-def cancel_if_running(session: Session, run_id: str, reason: str) -> None:
-    session.execute(
+def cancel_if_running(session: Session, run_id: str, reason: str, *, attempt: int | None = None) -> None:
+    """Cancel the run if running (and, given ``attempt``, still at that attempt: a job whose run was
+    resumed by another leaves it alone)."""
+    condition = (
+        ProvisioningRun.attempts == attempt if attempt is not None else ProvisioningRun.id.is_not(None)
+    )
+    result = session.execute(
         update(ProvisioningRun)
-        .where(ProvisioningRun.id == run_id, ProvisioningRun.status == RunStatus.RUNNING)
+        .where(ProvisioningRun.id == run_id, ProvisioningRun.status == RunStatus.RUNNING, condition)
         .values(status=RunStatus.CANCELLED, error=reason, finished_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    skip_unfinished_steps(session, [run_id])
+    if getattr(result, "rowcount", 0):
+        skip_unfinished_steps(session, [run_id])
 
 
 def cancel_active(session: Session, integration_id: str, reason: str) -> list[str]:
@@ -181,23 +258,15 @@ def queued_enqueued_before(session: Session, enqueued_before: datetime) -> list[
     )
 
 
-def running_started_before(session: Session, started_before: datetime) -> list[str]:
-    return _run_ids(
-        session, ProvisioningRun.status == RunStatus.RUNNING, ProvisioningRun.started_at <= started_before
-    )
-
-
-def fail_abandoned(session: Session, run_id: str, started_before: datetime, message: str) -> str | None:
-    """running → failed for a run its worker abandoned; returns its integration id, or None if
-    the run finished (or was claimed again) meanwhile."""
+def fail_lapsed(
+    session: Session, run_id: str, now: datetime, legacy_started_before: datetime, message: str
+) -> str | None:
+    """running → failed for a run whose lease lapsed and that is not resumed again; returns its
+    integration id, or None if the run finished (or was resumed) meanwhile."""
     integration_id = session.scalar(
         update(ProvisioningRun)
-        .where(
-            ProvisioningRun.id == run_id,
-            ProvisioningRun.status == RunStatus.RUNNING,
-            ProvisioningRun.started_at <= started_before,
-        )
-        .values(status=RunStatus.FAILED, error=message, finished_at=utcnow())
+        .where(ProvisioningRun.id == run_id, _lapsed(now, legacy_started_before))
+        .values(status=RunStatus.FAILED, error=message, finished_at=utcnow(), lease_expires_at=None)
         .returning(ProvisioningRun.integration_id)
         .execution_options(synchronize_session=False)
     )

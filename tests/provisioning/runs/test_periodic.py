@@ -11,8 +11,9 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import update
 
 from provisioning.db import get_database, utcnow
+from provisioning.runs.lease import LEGACY_REAP_AFTER, MAX_ATTEMPTS, RESUMING
 from provisioning.runs.models import ProvisioningRun, RunStatus
-from provisioning.runs.periodic import INTERRUPTED, REAP_AFTER, enqueue_pending
+from provisioning.runs.periodic import enqueue_pending
 from provisioning.runs.queue import connect, enqueue_run, get_queue, job_id, mark_enqueued
 from tests.provisioning.runs.test_queue import worker_env  # noqa: F401  (fixture)
 
@@ -58,57 +59,90 @@ def test_a_finished_job_is_replaced_by_a_new_enqueue(session, connect, redis_url
     assert get_queue(conn).job_ids == [job_id(run_id)]
 
 
-def test_reaper_fails_a_run_whose_worker_died(session, connect, redis_url):
-    connected = connect()
-    run_id = connected.run.id
+def _lapse(session, run_id: str, *, attempts: int = 1) -> None:
+    """As a killed worker leaves its run: running, its lease lapsed a moment ago."""
     _set(
         session,
         run_id,
         status=RunStatus.RUNNING,
-        enqueued_at=utcnow() - REAP_AFTER,
-        started_at=utcnow() - REAP_AFTER - timedelta(minutes=1),
+        attempts=attempts,
+        started_at=utcnow() - timedelta(seconds=30),
+        lease_expires_at=utcnow() - timedelta(seconds=1),
     )
+
+
+def test_a_run_whose_lease_lapsed_is_requeued_and_given_a_job(session, connect, redis_url):
+    connected = connect()
+    run_id = connected.run.id
+    _lapse(session, run_id)
     # No job in Redis at all: the worker that ran it is gone.
+
+    assert enqueue_pending(get_database(), redis_url) == [run_id]
+
+    session.expire_all()
+    run = session.get(ProvisioningRun, run_id)
+    assert run.status == RunStatus.QUEUED and run.error == RESUMING
+    assert get_queue(connect_redis(redis_url)).job_ids == [job_id(run_id)]
+    assert connected.integration.status == "provisioning"
+
+
+def test_the_reaper_fails_a_run_abandoned_on_its_last_attempt(session, connect, redis_url):
+    connected = connect()
+    run_id = connected.run.id
+    _lapse(session, run_id, attempts=MAX_ATTEMPTS)
+
     assert enqueue_pending(get_database(), redis_url) == []
 
     session.expire_all()
     run = session.get(ProvisioningRun, run_id)
-    assert run.status == RunStatus.FAILED and run.error == INTERRUPTED
-    assert "Reconnect Polar" in run.error
+    assert run.status == RunStatus.FAILED and f"interrupted {MAX_ATTEMPTS} times" in run.error
+    assert "Reconnect Polar" in run.error and run_id in run.error
     assert {s.status for s in run.steps} == {"skipped"}
-    assert connected.integration.status == "failed" and connected.integration.last_error == INTERRUPTED
+    assert connected.integration.status == "failed" and connected.integration.last_error == run.error
+    assert get_queue(connect_redis(redis_url)).job_ids == []
 
 
-def test_reaper_leaves_runs_that_are_young_or_whose_job_is_alive(session, connect, redis_url):
-    young = connect().run
-    _set(session, young.id, status=RunStatus.RUNNING, started_at=utcnow() - timedelta(minutes=5))
+def test_a_run_under_a_live_lease_is_left_alone_whatever_its_job(session, connect, redis_url):
+    run = connect().run
+    _set(
+        session,
+        run.id,
+        status=RunStatus.RUNNING,
+        started_at=utcnow() - timedelta(hours=1),
+        lease_expires_at=utcnow() + timedelta(seconds=10),
+    )
     assert enqueue_pending(get_database(), redis_url) == []
     session.expire_all()
-    assert session.get(ProvisioningRun, young.id).status == RunStatus.RUNNING
-
-    # Old, but its job is waiting on the queue (a worker will pick it up): not the reaper's.
-    _set(session, young.id, started_at=utcnow() - REAP_AFTER - timedelta(minutes=1))
-    enqueue_run(young.id, redis_url)
-    assert enqueue_pending(get_database(), redis_url) == []
-    session.expire_all()
-    assert session.get(ProvisioningRun, young.id).status == RunStatus.RUNNING
+    assert session.get(ProvisioningRun, run.id).status == RunStatus.RUNNING
 
 
-def test_reaper_treats_a_started_job_without_a_live_worker_as_dead(session, connect, redis_url):
+def test_a_lapsed_run_whose_job_still_looks_started_gets_a_new_job(session, connect, redis_url):
+    """RQ keeps a SIGKILLed worker's job 'started' for a minute and a half; the lease says sooner."""
     run_id = connect().run.id
     job = enqueue_run(run_id, redis_url)
-    job.set_status(JobStatus.STARTED)  # as a SIGKILLed worker leaves it: no live execution
+    conn = connect_redis(redis_url)
+    get_queue(conn).remove(job)
+    job.set_status(JobStatus.STARTED)
+    _lapse(session, run_id)
+
+    assert enqueue_pending(get_database(), redis_url) == [run_id]
+
+    fresh = Job.fetch(job_id(run_id), connection=conn, serializer=JSONSerializer)
+    assert fresh.get_status() == JobStatus.QUEUED
+    assert get_queue(conn).job_ids == [job_id(run_id)]
+
+
+def test_a_run_from_before_leases_counts_as_abandoned_long_after_it_started(session, connect, redis_url):
+    run_id = connect().run.id
     _set(
         session,
         run_id,
         status=RunStatus.RUNNING,
-        started_at=utcnow() - REAP_AFTER - timedelta(minutes=1),
+        attempts=1,
+        lease_expires_at=None,
+        started_at=utcnow() - LEGACY_REAP_AFTER - timedelta(minutes=1),
     )
-
-    enqueue_pending(get_database(), redis_url)
-
-    session.expire_all()
-    assert session.get(ProvisioningRun, run_id).status == RunStatus.FAILED
+    assert enqueue_pending(get_database(), redis_url) == [run_id]
 
 
 def test_a_queued_run_whose_job_was_lost_is_enqueued_again(session, connect, redis_url):

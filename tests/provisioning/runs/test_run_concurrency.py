@@ -4,12 +4,14 @@ real PostgreSQL commits, Redis and the emulator over HTTP."""
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import httpx
 import pytest
 from sqlalchemy import update
 
 from provisioning.connect.service import disconnect
+from provisioning.db import utcnow
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.runs import lock as saga_locks
 from provisioning.runs.jobs import provision
@@ -143,3 +145,21 @@ def test_disconnect_during_a_run_stops_it_and_nothing_is_written_back(live, cont
     run = live.run()
     assert run.status == RunStatus.CANCELLED
     assert StepStatus.FAILED not in {s.status for s in run.steps}
+
+
+def test_a_job_for_a_run_abandoned_by_its_worker_resumes_it(live, control):
+    """RQ's retry of a job whose work-horse died finds its run still running, with nobody holding
+    the saga lock and the lease lapsed: it puts the run back to queued, claims it and finishes it."""
+    with live.database.transaction() as s:
+        s.execute(
+            update(ProvisioningRun)
+            .where(ProvisioningRun.id == live.run_id)
+            .values(status=RunStatus.RUNNING, attempts=1, lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+    result = provision(live.run_id, live.settings)
+
+    assert result["status"] == "succeeded", result
+    run = live.run()
+    assert run.attempts == 2 and run.error is None
+    assert len(_products(control, live)) == 4
