@@ -22,6 +22,7 @@ import app.accounts.models  # noqa: F401  (tables that provisioning's foreign ke
 import provisioning.models  # noqa: F401
 from provisioning import startup
 from provisioning.config import ConfigError, Settings
+from provisioning.connect import switch
 from provisioning.connect.service import purge_expired_attempts
 from provisioning.db import Database, configure
 from provisioning.observability import logs, multiproc
@@ -36,6 +37,11 @@ def sweep(database: Database, settings: Settings) -> None:
             purge_expired_attempts(session)
     except Exception:  # the sweeper must never take the worker down
         log.exception("purging expired connect attempts failed")
+    try:
+        with database.transaction() as session:
+            switch.retry_cleanups(session, settings)
+    except Exception:  # the sweeper must never take the worker down
+        log.exception("retrying webhook endpoint deletions in previous organizations failed")
     try:
         enqueued = periodic.enqueue_pending(database, settings.redis_url)
     except Exception:  # the sweeper must never take the worker down

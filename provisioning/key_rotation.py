@@ -24,7 +24,8 @@ from provisioning.canary.models import KeyCanary
 from provisioning.canary.service import TOKEN_KEYS, canary_slot
 from provisioning.config import Settings
 from provisioning.connect import repository as attempts
-from provisioning.connect.service import verifier_slot
+from provisioning.connect.service import pending_grant_slot, verifier_slot
+from provisioning.connect.switch import refresh_token_slot
 from provisioning.db import Database
 from provisioning.integrations import repository
 from provisioning.integrations.models import PolarIntegration
@@ -93,8 +94,20 @@ def rotate_encryption(
                 new = _rotated(vault, verifier_slot(nonce), attempt.code_verifier, report)
                 if new is not None:
                     attempt.code_verifier = new
+            if attempt is not None and attempt.pending_grant:
+                new = _rotated(vault, pending_grant_slot(nonce), attempt.pending_grant, report)
+                if new is not None:
+                    attempt.pending_grant = new
         tick(ATTEMPTS_TABLE, n, len(nonces))
     report.rows[ATTEMPTS_TABLE] = len(nonces)
+
+    # The old grants kept to retry deleting a previous organization's webhook endpoint.
+    with database.transaction() as session:
+        for held in attempts.pending_cleanups(session, limit=10_000):
+            if held.refresh_token:
+                new = _rotated(vault, refresh_token_slot(held.id), held.refresh_token, report)
+                if new is not None:
+                    held.refresh_token = new
 
     # Last, the key canary: processes started with only the newest key must still find it readable.
     with database.transaction() as session:

@@ -3,7 +3,7 @@
 from provisioning.audit.models import AuditEvent
 from provisioning.canary.models import KeyCanary
 from provisioning.catalog.models import PlanCatalogRevision
-from provisioning.connect.models import PolarConnectAttempt
+from provisioning.connect.models import PolarConnectAttempt, PolarConnectionSwitch
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration, PolarProductMapping
 from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
 from provisioning.webhooks.models import PolarWebhookEvent
@@ -14,6 +14,7 @@ __all__ = [
     "KeyCanary",
     "PlanCatalogRevision",
     "PolarConnectAttempt",
+    "PolarConnectionSwitch",
     "PolarIntegration",
     "PolarProductMapping",
     "PolarWebhookEvent",

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from provisioning.catalog import Catalog
 from provisioning.config import PolarEnvironment, Settings
+from provisioning.connect import repository as connects
 from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.runs import repository as runs
@@ -52,6 +53,8 @@ def status_snapshot(
             "provisioned_at": None,
             "catalog_revision": None,
             "history": None,
+            "account": None,
+            "previous_organization": None,
         }
     return _snapshot(session, integration, catalog, served)
 
@@ -100,6 +103,42 @@ def _snapshot(
         "provisioned_at": integration.provisioned_at.isoformat() if integration.provisioned_at else None,
         "catalog_revision": integration.catalog_revision,
         "history": _history(integration) if not connected else None,
+        "account": _account(session, integration),
+        "previous_organization": _previous_organization(session, integration, names),
+    }
+
+
+def _account(session: Session, integration: PolarIntegration) -> dict[str, Any] | None:
+    """The Polar account the connection's grant belongs to (its e-mail, when Polar told us)."""
+    if not integration.polar_user_id:
+        return None
+    attempt = connects.completed_for(session, integration.workspace_id, integration.environment)
+    return {"id": integration.polar_user_id, "email": attempt.account_email if attempt else None}
+
+
+def _previous_organization(
+    session: Session, integration: PolarIntegration, names: dict[str, str]
+) -> dict[str, Any] | None:
+    """The organization the connection switched away from, with the products we created there
+    (they stay at Polar)."""
+    switch = connects.latest_switch(session, integration.id)
+    if switch is None or not switch.from_organization:
+        return None
+    if switch.from_organization.get("id") == integration.polar_org_id:
+        return None  # switched back
+    return {
+        "organization": switch.from_organization,
+        "account_email": switch.from_account_email,
+        "switched_at": switch.switched_at.isoformat(),
+        "endpoint_removed": switch.cleanup == "done",
+        "products": [
+            {
+                "plan_id": p.get("plan_id"),
+                "name": names.get(p.get("plan_id", ""), p.get("plan_id")),
+                "polar_product_id": p.get("polar_product_id"),
+            }
+            for p in switch.products or []
+        ],
     }
 
 

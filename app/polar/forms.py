@@ -19,5 +19,12 @@ class DisconnectForm(FlaskForm):
     environment = HiddenField(validators=[Optional()])
 
 
+class SwitchForm(FlaskForm):
+    """Confirm or cancel a reconnect that would switch Polar account or organization; the button
+    pressed (``decision``: ``switch`` or ``keep``) says which."""
+
+    environment = HiddenField(validators=[Optional()])
+
+
 class OrganizationForm(FlaskForm):
     organization_id = RadioField("Organization", validators=[DataRequired()], choices=[])

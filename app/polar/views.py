@@ -29,11 +29,11 @@ from werkzeug.wrappers import Response
 from app.audit import current_actor
 from app.database import catalog, db_session, settings
 from app.polar.access import is_owner, member_access, owner_access
-from app.polar.forms import ConnectForm, DisconnectForm, OrganizationForm
+from app.polar.forms import ConnectForm, DisconnectForm, OrganizationForm, SwitchForm
 from provisioning.audit.service import record
 from provisioning.config import PolarEnvironment, Settings
 from provisioning.connect import service as connect_service
-from provisioning.connect.service import ConnectError, SessionMismatch, SupersededConnect
+from provisioning.connect.service import ConnectError, SessionMismatch, SupersededConnect, SwitchPending
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import get_integration
 from provisioning.runs import repository as runs
@@ -46,6 +46,8 @@ bp = Blueprint("polar", __name__, url_prefix="/workspaces/<workspace_id>/polar")
 # state to this browser. Several may be in flight (tabs); each is dropped when its callback returns.
 NONCES_KEY = "polar_connect_nonces"
 MAX_PENDING_CONNECTS = 5
+# Reconnects waiting for the owner to confirm a switch of Polar account or organization.
+SWITCH_NONCES_KEY = "polar_switch_nonces"
 # Polar's callback, arrived while signed out: kept in the session until the owner signs in.
 CALLBACK_KEY = "polar_callback_pending"
 CALLBACK_PARAMETERS = ("code", "state", "error")
@@ -159,6 +161,11 @@ def _pending_nonces() -> list[str]:
     return [n for n in value if isinstance(n, str)] if isinstance(value, list) else []
 
 
+def _switch_nonces() -> list[str]:
+    value = session.get(SWITCH_NONCES_KEY)
+    return [n for n in value if isinstance(n, str)] if isinstance(value, list) else []
+
+
 def _forget_nonce(nonce: str) -> None:
     """Drop one attempt from the browser session (single use); the others stay pending."""
     pending = _pending_nonces()
@@ -263,6 +270,7 @@ def _finish_callback(
             environment=environment,
             catalog=catalog(),
             may_connect=lambda workspace_id: is_owner(workspace_id, current_user.id),
+            hold_switches=True,
         )
         _enqueue_pending_runs(integration)
         record(
@@ -274,6 +282,11 @@ def _finish_callback(
             details={"environment": integration.environment, "organization_id": integration.polar_org_id},
         )
         db.commit()
+    except SwitchPending as held:
+        # Nothing changed yet: the new grant waits on its attempt for the owner's confirmation.
+        db.commit()
+        session[SWITCH_NONCES_KEY] = [*_switch_nonces(), held.nonce][-MAX_PENDING_CONNECTS:]
+        return redirect(_page_url(held.workspace_id, held.environment, "polar.switch"), 303)
     except ConnectError as exc:
         # complete_connect has already rolled its own work back to a savepoint; committing keeps
         # only the consumed attempt, so the same state can never be replayed.
@@ -350,6 +363,71 @@ def organization(workspace_id: str) -> str | Response:
     return render_template(
         "polar/organization.html", workspace=access.workspace, form=form, organizations=organizations
     )
+
+
+@bp.route("/switch", methods=["GET", "POST"])
+@login_required
+def switch(workspace_id: str) -> str | Response:
+    """A reconnect that would switch Polar account or organization: GET says what would change,
+    POST switches (``decision=switch``) or keeps the current connection (``decision=keep``)."""
+    access = owner_access(workspace_id)
+    db = db_session()
+    form = SwitchForm()
+    environment = _environment(request.args.get("environment") or form.environment.data)
+    pending = connect_service.pending_switch(db, settings(), _switch_nonces(), workspace_id, environment)
+    if pending is None:
+        flash("No Polar switch is waiting for you here. Reconnect Polar to start again.", "info")
+        return redirect(_page_url(workspace_id, environment), 303)
+    if request.method == "GET":
+        return render_template(
+            "polar/switch.html",
+            workspace=access.workspace,
+            pending=pending,
+            mode=environment.mode,
+            both_modes=len(settings().polar_environments) > 1,
+            form=SwitchForm(environment=environment.value),
+            page_url=_page_url(workspace_id, environment),
+        )
+    if not form.validate():
+        abort(400)
+    nonce = pending["nonce"]
+    session[SWITCH_NONCES_KEY] = [n for n in _switch_nonces() if n != nonce]
+    if request.form.get("decision") != "switch":
+        connect_service.cancel_switch(db, settings(), nonce=nonce, user_id=current_user.id)
+        db.commit()
+        flash("Nothing changed: the workspace stays connected as before.", "info")
+        return redirect(_page_url(workspace_id, environment), 303)
+    try:
+        integration = connect_service.confirm_switch(
+            db,
+            settings(),
+            nonce=nonce,
+            user_id=current_user.id,
+            may_connect=lambda w: is_owner(w, current_user.id),
+        )
+    except ConnectError as exc:
+        db.commit()
+        flash(str(exc), "error")
+        return redirect(_page_url(workspace_id, environment), 303)
+    _enqueue_pending_runs(integration)
+    record(
+        db,
+        current_actor(),
+        "owner.connect",
+        workspace_id=workspace_id,
+        targets={"integration_id": integration.id},
+        details={
+            "environment": integration.environment,
+            "organization_id": integration.polar_org_id,
+            "switched_from": (pending["from"]["organization"] or {}).get("id"),
+        },
+    )
+    db.commit()
+    if integration.status == IntegrationStatus.AWAITING_ORGANIZATION:
+        flash("Polar account switched. Choose the organization to set up.", "info")
+        return redirect(_page_url(workspace_id, environment, "polar.organization"), 303)
+    flash("Polar account switched. Setting up your billing now.", "success")
+    return redirect(_page_url(workspace_id, environment), 303)
 
 
 @bp.route("/disconnect", methods=["GET", "POST"])

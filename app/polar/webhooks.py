@@ -1,8 +1,9 @@
 """Polar's webhook deliveries to an integration: ``POST /polar/webhooks/<path_token>``.
 
 No session and no CSRF token: the Standard Webhooks signature is the authentication. Answers
-202 once recorded (or already recorded: Polar retries with the same ``webhook-id``), 403 for a bad
-signature, 404 for an unknown endpoint, 400/413 for a body that is not a JSON object or too large.
+202 once recorded (or already recorded: Polar retries with the same ``webhook-id``), 202 and ignored
+at the URL of an organization the connection switched away from, 403 for a bad signature, 404 for
+an unknown endpoint, 400/413 for a body that is not a JSON object or too large.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from app.database import db_session, settings
 from app.extensions import csrf
+from provisioning.connect.switch import retired_webhook_path
 from provisioning.observability import metrics
 from provisioning.webhooks.service import MAX_BODY_BYTES, WebhookRejected, receive
 
@@ -35,6 +37,11 @@ def deliver(path_token: str) -> tuple[Response, int]:
         receipt = receive(db, settings(), path_token=path_token, body=body, headers=dict(request.headers))
     except WebhookRejected as exc:
         db.rollback()
+        if exc.status == 404 and retired_webhook_path(db, path_token):
+            # Our endpoint in an organization the connection switched away from (its deletion
+            # pending, or deliveries already under way): acknowledged, so Polar stops retrying,
+            # and ignored.
+            return jsonify(ignored="previous organization"), 202
         return jsonify(error=str(exc)), exc.status
     db.commit()
     return jsonify(received=receipt.event_type, duplicate=receipt.duplicate), 202

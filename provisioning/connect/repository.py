@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from provisioning.connect.models import PolarConnectAttempt
+from provisioning.connect.models import PolarConnectAttempt, PolarConnectionSwitch, SwitchCleanup
 from provisioning.db import utcnow
 
 
@@ -55,3 +55,51 @@ def any_verifier(session: Session) -> tuple[str, str] | None:
         select(PolarConnectAttempt.nonce, PolarConnectAttempt.code_verifier).limit(1)
     ).first()
     return (row[0], row[1]) if row is not None else None
+
+
+def add_switch(session: Session, switch: PolarConnectionSwitch) -> PolarConnectionSwitch:
+    session.add(switch)
+    session.flush()
+    return switch
+
+
+def latest_switch(session: Session, integration_id: str) -> PolarConnectionSwitch | None:
+    return session.scalar(
+        select(PolarConnectionSwitch)
+        .where(PolarConnectionSwitch.integration_id == integration_id)
+        .order_by(PolarConnectionSwitch.switched_at.desc())
+        .limit(1)
+    )
+
+
+def switch_by_path_token(session: Session, path_token: str) -> PolarConnectionSwitch | None:
+    return session.scalar(
+        select(PolarConnectionSwitch).where(PolarConnectionSwitch.webhook_path_token == path_token)
+    )
+
+
+def pending_cleanups(session: Session, *, limit: int = 50) -> list[PolarConnectionSwitch]:
+    """Switches whose old webhook endpoint is still to be deleted, locked (others skip them)."""
+    return list(
+        session.scalars(
+            select(PolarConnectionSwitch)
+            .where(PolarConnectionSwitch.cleanup == SwitchCleanup.PENDING)
+            .order_by(PolarConnectionSwitch.switched_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
+def completed_for(session: Session, workspace_id: str, environment: str) -> PolarConnectAttempt | None:
+    """The latest attempt that stored the workspace's connection to ``environment``."""
+    return session.scalar(
+        select(PolarConnectAttempt)
+        .where(
+            PolarConnectAttempt.workspace_id == workspace_id,
+            PolarConnectAttempt.environment == environment,
+            PolarConnectAttempt.completed_at.is_not(None),
+        )
+        .order_by(PolarConnectAttempt.completed_at.desc())
+        .limit(1)
+    )

@@ -5,12 +5,13 @@ organization, disconnect. Services flush; the web handler commits (or rolls back
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import secrets
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event
@@ -21,6 +22,7 @@ from provisioning.config import EnvironmentNotServed, PolarEndpoints, PolarEnvir
 from provisioning.connect import repository
 from provisioning.connect.models import PolarConnectAttempt
 from provisioning.connect.state import ConnectState, StateError, decode_state, encode_state
+from provisioning.connect.switch import retire_organization
 from provisioning.db import utcnow
 from provisioning.errors import ConnectPolarError
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
@@ -160,8 +162,14 @@ def complete_connect(
     environment: str | None = None,
     catalog: Catalog | None = None,
     may_connect: Callable[[str], bool] | None = None,
+    hold_switches: bool = False,
 ) -> PolarIntegration:
     """Verify the callback and store the connection; raises ConnectError with a message to show.
+
+    With ``hold_switches``, a reconnect that would move the connection to another Polar account or
+    organization stores nothing yet: the new grant waits (encrypted) on the attempt and
+    :class:`SwitchPending` is raised, for the owner to confirm (:func:`confirm_switch`) or keep the
+    current connection (:func:`cancel_switch`). Without it (the CLI, tests) the switch happens.
 
     ``environment`` is the one whose callback path Polar redirected to (default: POLAR_SERVER's):
     a state made for another environment is refused, so a code is only ever exchanged with the
@@ -235,14 +243,24 @@ def complete_connect(
                 f"Polar did not accept the authorization ({exc.error}); click Connect Polar again"
             ) from None
         previous = _lock_existing_connection(session, settings, payload.workspace_id, endpoints.environment)
-        integration = _store_connection(session, settings, oauth, tokens, payload, user_id, catalog)
-        attempt.completed_at = utcnow()
-        session.flush()
-        nested.commit()
-        if previous and previous != tokens.refresh_token:
-            # The old grant is replaced: revoke it at Polar once the new pair is committed.
-            _revoke_after_commit(session, endpoints, previous)
-        return integration
+        grant = _inspect_grant(oauth, tokens, catalog)
+        attempt.account_email = grant.email
+        existing = get_integration(session, payload.workspace_id, endpoints.environment)
+        if hold_switches and switch_of(existing, grant) is not None:
+            attempt.pending_grant = vault_for(settings).encrypt(
+                pending_grant_slot(attempt.nonce), _grant_to_json(grant)
+            )
+            session.flush()
+            nested.commit()
+            held = SwitchPending(payload.workspace_id, endpoints.environment, attempt.nonce)
+        else:
+            integration = _switch_and_store(
+                session, settings, grant, payload.workspace_id, endpoints.environment, user_id, previous
+            )
+            attempt.completed_at = utcnow()
+            session.flush()
+            nested.commit()
+            return integration
     except BaseException as exc:
         nested.rollback()
         if tokens is not None:
@@ -256,24 +274,31 @@ def complete_connect(
                 f"Polar refused the connection ({exc.error}); click Connect Polar again"
             ) from None
         raise
+    raise held
 
 
-def _store_connection(
-    session: Session,
-    settings: Settings,
-    oauth: PolarOAuth,
-    tokens: TokenSet,
-    payload: ConnectState,
-    user_id: str,
-    catalog: Catalog,
-) -> PolarIntegration:
-    # Introspection and the organization list each need only the token: one round trip for both.
-    environment = oauth.endpoints.environment
+@dataclass(frozen=True)
+class Grant:
+    """A new grant, inspected: its tokens, account and the organizations it reaches."""
+
+    tokens: TokenSet
+    scopes: frozenset[str]
+    organization_ids: tuple[str, ...]
+    subject: str | None
+    email: str | None
+    organizations: list[dict[str, Any]]
+
+
+def _inspect_grant(oauth: PolarOAuth, tokens: TokenSet, catalog: Catalog) -> Grant:
+    # Introspection, the organization list and the account each need only the token: one round
+    # trip for all three.
     api = PolarApi(oauth.endpoints.api_url, tokens.access_token)
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         orgs_future = pool.submit(_reachable_organizations, api)
+        email_future = pool.submit(_account_email, api)
         intro = oauth.introspect(tokens.access_token)
         orgs = orgs_future.result()
+        email = email_future.result()
     if not intro.active:
         raise ConnectError("Polar reports the new access token as inactive; click Connect Polar again")
     granted = set(intro.scopes) or set(tokens.scope.split())
@@ -284,14 +309,140 @@ def _store_connection(
             + ", ".join(missing)
             + "); click Connect Polar again and allow them"
         )
+    return Grant(tokens, frozenset(granted), tuple(intro.organization_ids), intro.subject, email, orgs)
 
-    integration = get_or_create_integration(session, payload.workspace_id, environment)
+
+def _account_email(api: PolarApi) -> str | None:
+    """The grant's Polar account e-mail (the page names the connected account), or None."""
+    oauth2 = api.sdk.oauth2
+
+    def userinfo(*, request_access_token: str | None = None, request_timeout: Any = None) -> Any:
+        # The raw JSON: the SDK's union type reads a user's answer as an organization's, dropping
+        # its e-mail.
+        request = oauth2.client.build_request(
+            method="GET",
+            url="/v1/oauth2/userinfo",
+            path_params={},
+            query_params={},
+            request_timeout=request_timeout,
+            request_access_token=request_access_token,
+        )
+        return oauth2.client.send_request(request).json()
+
+    try:
+        info = api.read(userinfo, action="read the connected Polar account", scope="openid")
+    except Exception as exc:  # only shown on the page: never a reason to fail the connect
+        log.warning("reading the Polar account failed: %s", type(exc).__name__)
+        return None
+    email = info.get("email") if isinstance(info, dict) else None
+    return str(email) if email else None
+
+
+def switch_of(existing: PolarIntegration | None, grant: Grant) -> dict[str, bool] | None:
+    """Whether storing ``grant`` moves a live connection to another Polar account or organization:
+    ``{"account": …, "organization": …}``, or None when it does not."""
+    if existing is None or existing.status == IntegrationStatus.NOT_CONNECTED or not existing.access_token:
+        return None
+    account = bool(existing.polar_user_id and grant.subject and existing.polar_user_id != grant.subject)
+    organization = bool(existing.polar_org_id) and all(
+        o["id"] != existing.polar_org_id for o in grant.organizations
+    )
+    if not (account or organization):
+        return None
+    return {"account": account, "organization": organization}
+
+
+def _switch_and_store(
+    session: Session,
+    settings: Settings,
+    grant: Grant,
+    workspace_id: str,
+    environment: PolarEnvironment,
+    user_id: str,
+    previous: str | None,
+) -> PolarIntegration:
+    """Store the grant; when it moves the connection to another organization, the old one is
+    retired first (our endpoint there deleted with the old grant). The old grant is revoked once
+    the new pair is committed, unless deleting the old endpoint is still pending (the worker
+    retries it with the old grant, then revokes it)."""
+    existing = get_integration(session, workspace_id, environment)
+    change = switch_of(existing, grant)
+    revoke_previous = True
+    if existing is not None and change is not None and change["organization"]:
+        revoke_previous = retire_organization(session, settings, existing, previous)
+    integration = _store_connection(session, settings, grant, workspace_id, environment, user_id)
+    if previous and previous != grant.tokens.refresh_token and revoke_previous:
+        _revoke_after_commit(session, settings.polar(environment), previous)
+    return integration
+
+
+def _grant_to_json(grant: Grant) -> str:
+    tokens = grant.tokens
+    return json.dumps(
+        {
+            "access_token": tokens.access_token,
+            "refresh_token": tokens.refresh_token,
+            "expires_at": tokens.expires_at.isoformat() if tokens.expires_at else None,
+            "scope": tokens.scope,
+            "scopes": sorted(grant.scopes),
+            "organization_ids": list(grant.organization_ids),
+            "subject": grant.subject,
+            "email": grant.email,
+            "organizations": grant.organizations,
+        }
+    )
+
+
+def grant_from_json(text: str) -> Grant:
+    data = json.loads(text)
+    expires = data.get("expires_at")
+    return Grant(
+        TokenSet(
+            access_token=data["access_token"],
+            refresh_token=data.get("refresh_token"),
+            expires_at=datetime.fromisoformat(expires) if expires else None,
+            scope=data.get("scope") or "",
+        ),
+        frozenset(data.get("scopes") or ()),
+        tuple(data.get("organization_ids") or ()),
+        data.get("subject"),
+        data.get("email"),
+        list(data.get("organizations") or []),
+    )
+
+
+def pending_grant_slot(nonce: str) -> SecretSlot:
+    """Where a held switch's new grant is stored (the attempt's primary key is the nonce)."""
+    return SecretSlot(PolarConnectAttempt.__tablename__, "pending_grant", nonce)
+
+
+class SwitchPending(ConnectPolarError):
+    """The callback's grant would move the connection to another Polar account or organization:
+    it waits on the attempt ``nonce`` for the owner to confirm or cancel."""
+
+    def __init__(self, workspace_id: str, environment: PolarEnvironment, nonce: str) -> None:
+        super().__init__("This reconnect would switch Polar account or organization: confirm it first")
+        self.workspace_id = workspace_id
+        self.environment = environment
+        self.nonce = nonce
+
+
+def _store_connection(
+    session: Session,
+    settings: Settings,
+    grant: Grant,
+    workspace_id: str,
+    environment: PolarEnvironment,
+    user_id: str,
+) -> PolarIntegration:
+    orgs = grant.organizations
+    integration = get_or_create_integration(session, workspace_id, environment)
     integration.connected_by_user_id = user_id
-    store_tokens(settings, integration, tokens)
-    integration.scopes = " ".join(sorted(granted))
-    integration.granted_organization_ids = list(intro.organization_ids)
+    store_tokens(settings, integration, grant.tokens)
+    integration.scopes = " ".join(sorted(grant.scopes))
+    integration.granted_organization_ids = list(grant.organization_ids)
     integration.reachable_organizations = orgs
-    integration.polar_user_id = intro.subject
+    integration.polar_user_id = grant.subject
     integration.last_error = None
     session.flush()
 
@@ -506,3 +657,124 @@ def _revoke_quietly(oauth: PolarOAuth, tokens: TokenSet) -> None:
 def purge_expired_attempts(session: Session, *, older_than: timedelta = timedelta(days=1)) -> int:
     """Delete connect attempts that expired over ``older_than`` ago (the worker's sweeper calls it)."""
     return repository.purge_expired(session, older_than=older_than)
+
+
+SWITCH_GONE = "This switch is no longer waiting for you; reconnect Polar from the billing page"
+
+
+def pending_switch(
+    session: Session, settings: Settings, nonces: Collection[str], workspace_id: str, environment: str
+) -> dict[str, Any] | None:
+    """The switch waiting for this browser's confirmation on the workspace's connection to
+    ``environment`` (one of ``nonces``): what the connection is now, and what it would become."""
+    for nonce in reversed(list(nonces)):
+        attempt = session.get(PolarConnectAttempt, nonce)
+        if (
+            attempt is None
+            or attempt.pending_grant is None
+            or attempt.completed_at is not None
+            or attempt.workspace_id != workspace_id
+            or attempt.environment != environment
+        ):
+            continue
+        try:
+            grant = grant_from_json(
+                vault_for(settings).decrypt(pending_grant_slot(nonce), attempt.pending_grant)
+            )
+        except (SecretBindingError, VaultError):
+            continue
+        integration = get_integration(session, workspace_id, environment)
+        current = repository.completed_for(session, workspace_id, environment)
+        return {
+            "nonce": nonce,
+            "change": switch_of(integration, grant) or {"account": False, "organization": False},
+            "from": {
+                "account_id": integration.polar_user_id if integration else None,
+                "account_email": current.account_email if current else None,
+                "organization": {
+                    "id": integration.polar_org_id,
+                    "name": integration.polar_org_name,
+                    "slug": integration.polar_org_slug,
+                }
+                if integration and integration.polar_org_id
+                else None,
+            },
+            "to": {
+                "account_id": grant.subject,
+                "account_email": grant.email,
+                "organizations": grant.organizations,
+            },
+        }
+    return None
+
+
+def confirm_switch(
+    session: Session,
+    settings: Settings,
+    *,
+    nonce: str,
+    user_id: str,
+    may_connect: Callable[[str], bool] | None = None,
+) -> PolarIntegration:
+    """The owner confirmed a held switch: retire the old organization (our endpoint there deleted
+    before the old grant is revoked) and store the new grant. Raises ConnectError (the caller
+    commits: the held grant is forgotten either way)."""
+    attempt = repository.get_for_update(session, nonce)
+    if attempt is None or attempt.pending_grant is None or attempt.completed_at is not None:
+        raise ConnectError(SWITCH_GONE)
+    if attempt.user_id != user_id:
+        raise ConnectError("This Polar authorization was started by another user; click Connect Polar again")
+    endpoints = _endpoints(settings, attempt.environment)
+    oauth = PolarOAuth(endpoints)
+    try:
+        grant = grant_from_json(vault_for(settings).decrypt(pending_grant_slot(nonce), attempt.pending_grant))
+    except (SecretBindingError, VaultError):
+        attempt.pending_grant = None
+        session.flush()
+        raise ConnectError(
+            "This Polar authorization failed its integrity check; click Connect Polar again"
+        ) from None
+    attempt.pending_grant = None
+    session.flush()
+    if may_connect is not None and not may_connect(attempt.workspace_id):
+        _revoke_quietly(oauth, grant.tokens)
+        raise ConnectError("Only the workspace's owners can connect Polar")
+    if (attempt.consumed_at or attempt.created_at) + ATTEMPT_TTL < utcnow():
+        _revoke_quietly(oauth, grant.tokens)
+        raise ConnectError("The Polar authorization took too long and expired; click Connect Polar again")
+    if repository.newer_completed(session, attempt) is not None:
+        _revoke_quietly(oauth, grant.tokens)
+        raise SupersededConnect(SUPERSEDED)
+    nested = session.begin_nested()
+    try:
+        previous = _lock_existing_connection(session, settings, attempt.workspace_id, endpoints.environment)
+        integration = _switch_and_store(
+            session, settings, grant, attempt.workspace_id, endpoints.environment, user_id, previous
+        )
+        attempt.completed_at = utcnow()
+        session.flush()
+        nested.commit()
+        return integration
+    except BaseException as exc:
+        nested.rollback()
+        _revoke_quietly(oauth, grant.tokens)
+        if isinstance(exc, ConnectError):
+            raise
+        if isinstance(exc, ProvisioningError):
+            raise ConnectError(str(exc)) from None
+        raise
+
+
+def cancel_switch(session: Session, settings: Settings, *, nonce: str, user_id: str) -> bool:
+    """The owner keeps the current connection: the held grant is revoked at Polar and forgotten."""
+    attempt = repository.get_for_update(session, nonce)
+    if attempt is None or attempt.pending_grant is None or attempt.user_id != user_id:
+        return False
+    try:
+        grant = grant_from_json(vault_for(settings).decrypt(pending_grant_slot(nonce), attempt.pending_grant))
+        _revoke_quietly(PolarOAuth(_endpoints(settings, attempt.environment)), grant.tokens)
+    except (SecretBindingError, VaultError, ConnectError):
+        pass
+    attempt.pending_grant = None
+    session.flush()
+    return True

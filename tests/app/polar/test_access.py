@@ -19,12 +19,13 @@ def _paths(workspace_id: str) -> dict[str, str]:
         "status": f"{base}/status",
         "organization": f"{base}/organization",
         "disconnect": f"{base}/disconnect",
+        "switch": f"{base}/switch",
     }
 
 
 def _posts(workspace_id: str) -> list[str]:
     base = f"/workspaces/{workspace_id}/polar"
-    return [f"{base}/connect", f"{base}/disconnect", f"{base}/organization"]
+    return [f"{base}/connect", f"{base}/disconnect", f"{base}/organization", f"{base}/switch"]
 
 
 def test_anonymous_is_sent_to_login(client: FlaskClient, workspace: Workspace) -> None:

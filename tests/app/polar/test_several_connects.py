@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.accounts.models import User, Workspace
 from app.polar.views import MAX_PENDING_CONNECTS
 from provisioning.integrations.models import PolarIntegration
-from tests.app.conftest import Accounts
+from tests.app.conftest import Accounts, csrf_token
 from tests.app.polar.conftest import consent, start_connect
 
 
@@ -50,7 +50,13 @@ def test_same_connection_older_first_then_newer_both_finish_and_the_newer_wins(
     newer = consent(start_connect(owner_client, workspace.id), user=MULTI_ORG_USER_EMAIL)
     assert owner_client.get(older.callback_path).status_code == 303
     demo = _connected_user(session, workspace.id)
-    assert owner_client.get(newer.callback_path).status_code == 303
+    # The newer one is another Polar account: it waits for the owner to confirm the switch.
+    held = owner_client.get(newer.callback_path)
+    assert held.status_code == 303 and held.headers["Location"] == f"/workspaces/{workspace.id}/polar/switch"
+    assert _connected_user(session, workspace.id) == demo
+    token = csrf_token(owner_client, held.headers["Location"])
+    switched = owner_client.post(held.headers["Location"], data={"csrf_token": token, "decision": "switch"})
+    assert switched.status_code == 303
     assert _connected_user(session, workspace.id) not in (None, demo)
 
 
