@@ -9,7 +9,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from app.database import db_session, settings
+from app.database import catalog, db_session, settings
 from provisioning.catalog import CatalogError, load_catalog
 from provisioning.db import get_database
 from provisioning.errors import ConnectPolarError
@@ -20,6 +20,7 @@ from provisioning.reconcile.diff import plan_diff
 from provisioning.runs import repository as runs
 from provisioning.runs.models import RunStatus
 from provisioning.runs.queue import enqueue_after_commit
+from provisioning.runs.rollout import plan_rollout, start_rollout
 from provisioning.runs.service import RunRefused, start_run
 from provisioning.vault import VaultError
 
@@ -128,6 +129,66 @@ def plans_diff(workspace_id: str, environment: str | None) -> None:
     finally:
         db.rollback()  # a dry run: nothing to keep
     click.echo("\n".join(lines) if lines else "up to date: provisioning would change nothing")
+
+
+@plans_cli.command("rollout")
+@click.option("--dry-run", is_flag=True, help="Say which connections would get a run; start none.")
+@ENVIRONMENT
+@click.option("--workspace", "workspaces", multiple=True, help="Only this workspace (repeatable).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Follow the runs to their end.")
+@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to follow them with --wait.")
+def plans_rollout(
+    dry_run: bool, environment: str | None, workspaces: tuple[str, ...], wait: bool, timeout: float
+) -> None:
+    """Provision the running catalog in every ready connection that has another revision.
+
+    Resumable: run it again after an interruption and it starts only what is missing."""
+    db = db_session()
+    revision = catalog().revision
+    plan = plan_rollout(db, revision, environment=environment, workspace_ids=workspaces)
+    if not plan.integration_ids:
+        click.echo(f"every ready connection is at catalog revision {revision}: nothing to roll out")
+        return
+    if dry_run:
+        click.echo(f"{len(plan.integration_ids)} connection(s) would be provisioned with revision {revision}")
+        db.rollback()
+        return
+    outcome = start_rollout(db, plan, settings().redis_url)
+    click.echo(
+        f"rollout {outcome.batch.id}: {outcome.started} run(s) queued"
+        + (f", {outcome.already_running} already under way" if outcome.already_running else "")
+        + (f", {len(outcome.refused)} refused" if outcome.refused else "")
+    )
+    for integration_id, why in outcome.refused:
+        click.echo(f"  refused {integration_id}: {why}")
+    if wait and outcome.started:
+        _follow_batch(outcome.batch.id, outcome.started, timeout)
+
+
+def _follow_batch(batch_id: str, total: int, timeout: float) -> None:
+    """A progress line (n of N, failed, ETA) until every run of the batch is over."""
+    db = db_session()
+    began = time.monotonic()
+    while True:
+        db.rollback()  # each poll sees the workers' commits
+        progress = runs.batch_progress(db, batch_id)
+        done = progress.get(RunStatus.SUCCEEDED, 0)
+        failed = progress.get(RunStatus.FAILED, 0) + progress.get(RunStatus.CANCELLED, 0)
+        elapsed = time.monotonic() - began
+        over = done + failed
+        eta = f", about {elapsed / over * (total - over):.0f}s left" if 0 < over < total else ""
+        click.echo(f"\r  {over} of {total} done, {failed} failed{eta}    ", nl=False)
+        if over >= total:
+            click.echo("")
+            break
+        if elapsed > timeout:
+            click.echo("")
+            raise click.ClickException(
+                f"rollout still under way after {timeout:.0f}s; run it again to resume"
+            )
+        time.sleep(1.0)
+    if failed:
+        raise click.ClickException(f"{failed} run(s) failed: see the support console's batch page")
 
 
 keys_cli = AppGroup("keys", help="The encryption keys of stored secrets.")
