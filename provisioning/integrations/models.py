@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, JSON, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from provisioning.config import PolarEnvironment
@@ -62,6 +62,10 @@ class PolarIntegration(Base):
     # Set when a refresh was sent and its answer lost (Polar may have rotated the pair); cleared
     # when a pair is stored. A later invalid_grant then says what happened.
     token_refresh_unanswered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The health monitor's last check: when, whether all was well, and what it found.
+    health_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    health_ok: Mapped[bool | None] = mapped_column(Boolean)
+    health: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     scopes: Mapped[str | None] = mapped_column(Text)
     # Organizations the grant was narrowed to at consent; empty means all of the user's.
     granted_organization_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
