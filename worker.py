@@ -21,10 +21,12 @@ from rq.serializers import JSONSerializer
 import app.accounts.models  # noqa: F401  (tables that provisioning's foreign keys refer to)
 import provisioning.models  # noqa: F401
 from provisioning import startup
+from provisioning.catalog import load_catalog
 from provisioning.config import ConfigError, Settings
 from provisioning.connect import switch
 from provisioning.connect.service import purge_expired_attempts
 from provisioning.db import Database, configure
+from provisioning.health import monitor
 from provisioning.observability import logs, multiproc
 from provisioning.runs import periodic, queue
 
@@ -42,6 +44,10 @@ def sweep(database: Database, settings: Settings) -> None:
             switch.retry_cleanups(session, settings)
     except Exception:  # the sweeper must never take the worker down
         log.exception("retrying webhook endpoint deletions in previous organizations failed")
+    try:
+        monitor.check_due(database, settings, load_catalog(settings.plans_file))
+    except Exception:  # the sweeper must never take the worker down
+        log.exception("connection health checks failed")
     try:
         enqueued = periodic.enqueue_pending(database, settings.redis_url)
     except Exception:  # the sweeper must never take the worker down

@@ -110,7 +110,7 @@ def _connection_conditions(where: WorkspaceFilter) -> list[ColumnElement[bool]]:
             )
         )
     if where.problem:
-        conditions.append(PolarIntegration.status.in_(PROBLEMS))
+        conditions.append(or_(PolarIntegration.status.in_(PROBLEMS), PolarIntegration.health_ok.is_(False)))
     return conditions
 
 

@@ -28,7 +28,7 @@ from provisioning.audit.service import record
 from provisioning.config import PolarEnvironment
 from provisioning.connect import service as connect_service
 from provisioning.errors import ConnectPolarError
-from provisioning.health.checks import check_connection
+from provisioning.health.monitor import check_and_repair
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.reconcile.diff import plan_diff
 from provisioning.runs import repository as runs
@@ -311,8 +311,7 @@ def check(workspace_id: str) -> Response:
         return _invalid(form, workspace_id)
     integration = _connection(workspace_id, form.environment.data)
     db = db_session()
-    result = check_connection(db, settings(), integration, catalog())
-    db.rollback()
+    result = check_and_repair(db, settings(), integration, catalog(), repair=False).check
     record(
         db,
         current_actor(),

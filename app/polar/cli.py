@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -13,6 +14,7 @@ from app.database import catalog, db_session, settings
 from provisioning.catalog import CatalogError, load_catalog
 from provisioning.db import get_database
 from provisioning.errors import ConnectPolarError
+from provisioning.health.monitor import check_and_repair, check_due
 from provisioning.integrations.models import IntegrationStatus
 from provisioning.integrations.service import get_integration
 from provisioning.key_rotation import rotate_encryption
@@ -191,6 +193,39 @@ def _follow_batch(batch_id: str, total: int, timeout: float) -> None:
         raise click.ClickException(f"{failed} run(s) failed: see the support console's batch page")
 
 
+health_cli = AppGroup("health", help="Connection health.")
+
+
+@health_cli.command("check")
+@click.argument("workspace_id", required=False)
+@click.option("--all", "check_all", is_flag=True, help="Every connected workspace that is due, now.")
+def health_check(workspace_id: str | None, check_all: bool) -> None:
+    """Check a workspace's connections now (or, with --all, every connection), repairing what needs
+    no owner; print what was found."""
+    if bool(workspace_id) == check_all:
+        raise click.UsageError("name a WORKSPACE_ID or pass --all")
+    db = db_session()
+    if check_all:
+        count = check_due(get_database(), settings(), catalog(), every=timedelta(0))
+        click.echo(f"checked {count} connection(s)")
+        return
+    assert workspace_id is not None
+    found = [i for i in (get_integration(db, workspace_id, e) for e in ("sandbox", "production")) if i]
+    if not found:
+        raise click.ClickException(f"workspace {workspace_id} has no Polar connection")
+    failed = False
+    for integration in found:
+        outcome = check_and_repair(db, settings(), integration, catalog())
+        db.commit()
+        state = "healthy" if outcome.check.ok else "; ".join(outcome.check.problems)
+        click.echo(f"{integration.environment}: {state}")
+        for action in outcome.actions:
+            click.echo(f"  {action}")
+        failed = failed or not outcome.check.ok
+    if failed:
+        raise click.ClickException("problems found (see above)")
+
+
 keys_cli = AppGroup("keys", help="The encryption keys of stored secrets.")
 
 
@@ -227,3 +262,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(provision)
     app.cli.add_command(plans_cli)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(health_cli)

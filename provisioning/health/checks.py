@@ -4,6 +4,7 @@ endpoint at Polar where and how it should be. Reads only; the caller records the
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -12,7 +13,7 @@ from provisioning.catalog import Catalog
 from provisioning.config import Settings
 from provisioning.errors import ConnectPolarError
 from provisioning.integrations.models import PolarIntegration
-from provisioning.integrations.tokens import fresh_access_token
+from provisioning.integrations.tokens import REFRESH_MARGIN, fresh_access_token
 from provisioning.polar.client import PolarApi
 from provisioning.polar.oauth import PolarOAuth
 from provisioning.reconcile.webhook import WEBHOOK_EVENTS
@@ -33,14 +34,19 @@ class HealthCheck:
 
 
 def check_connection(
-    session: Session, settings: Settings, integration: PolarIntegration, catalog: Catalog
+    session: Session,
+    settings: Settings,
+    integration: PolarIntegration,
+    catalog: Catalog,
+    *,
+    refresh_within: timedelta = REFRESH_MARGIN,
 ) -> HealthCheck:
     result = HealthCheck()
     if not integration.access_token:
         result.problems.append("not connected")
         return result
     try:
-        token = fresh_access_token(session, settings, integration)
+        token = fresh_access_token(session, settings, integration, margin=refresh_within)
         endpoints = settings.polar(integration.environment)
         intro = PolarOAuth(endpoints).introspect(token)
         result.grant_active = intro.active

@@ -127,15 +127,17 @@ def fresh_access_token(
     integration: PolarIntegration,
     *,
     redis_conn: redis.Redis | None = None,
+    margin: timedelta = REFRESH_MARGIN,
 ) -> str:
-    """The integration's access token, refreshed first if it expires within 5 minutes.
+    """The integration's access token, refreshed first if it expires within ``margin`` (5 minutes;
+    the health monitor refreshes a day ahead).
 
     A refresh writes the new pair in its own short transaction (the new refresh token must never be
     lost) and then reloads the token columns of ``integration``; ``session``'s transaction is left
     alone. The caller must not hold uncommitted writes to the integration's row (they would block
     that short transaction).
     """
-    if not needs_refresh(integration):
+    if not needs_refresh(integration, margin):
         return access_token(settings, integration)
     conn = redis_conn or redis.Redis.from_url(settings.redis_url)
     lock = token_lock(conn, integration.id)
@@ -144,7 +146,7 @@ def fresh_access_token(
     try:
         # Re-read under the lock: another worker may have refreshed, or the owner disconnected.
         session.refresh(integration, attribute_names=list(TOKEN_COLUMNS))
-        if not needs_refresh(integration):
+        if not needs_refresh(integration, margin):
             return access_token(settings, integration)
         try:
             token = _refresh_locked(settings, integration.id)
