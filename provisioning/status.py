@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from provisioning.catalog import Catalog
+from provisioning.catalog.model import Plan
 from provisioning.config import PolarEnvironment, Settings
 from provisioning.connect import repository as connects
 from provisioning.integrations import repository as integrations
@@ -56,13 +58,18 @@ def status_snapshot(
             "account": None,
             "previous_organization": None,
         }
-    return _snapshot(session, integration, catalog, served)
+    return _snapshot(session, integration, catalog, served, settings)
 
 
 def _snapshot(
-    session: Session, integration: PolarIntegration, catalog: Catalog | None, served: bool
+    session: Session,
+    integration: PolarIntegration,
+    catalog: Catalog | None,
+    served: bool,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     names = {p.id: p.name for p in catalog.plans} if catalog else {}
+    plans = {p.id: p for p in catalog.plans} if catalog else {}
     # After a disconnect the last run (cancelled, or long over) is history, not a step list to show.
     connected = integration.status != IntegrationStatus.NOT_CONNECTED
     run = runs.latest(session, integration.id) if connected else None
@@ -93,10 +100,21 @@ def _snapshot(
                 "plan_id": m.plan_id,
                 "polar_product_id": m.polar_product_id,
                 "name": names.get(m.plan_id, m.plan_id),
+                **_plan_terms(plans.get(m.plan_id), catalog),
             }
             for m in integration.product_mappings
         ],
         "webhook_endpoint_id": integration.webhook_endpoint_id,
+        "webhook_url": (
+            f"{settings.public_base_url}/polar/webhooks/{integration.webhook_path_token}"
+            if settings is not None and integration.webhook_endpoint_id and connected
+            else None
+        ),
+        "organization_url": (
+            f"{settings.polar(integration.environment).web_url}/dashboard/{integration.polar_org_slug}"
+            if settings is not None and served and integration.polar_org_slug
+            else None
+        ),
         "webhooks": webhook_summary(session, integration.id),
         "last_error": integration.last_error,
         "run": {"id": run.id, "status": run.status, "error": run.error} if run else None,
@@ -106,6 +124,39 @@ def _snapshot(
         "account": _account(session, integration),
         "previous_organization": _previous_organization(session, integration, names),
     }
+
+
+INTERVALS = {"day": "daily", "week": "weekly", "month": "monthly", "year": "yearly"}
+
+
+def _money(cents: Any, currency: str) -> str:
+    amount = Decimal(str(cents)) / 100
+    text = f"{amount:,.2f}" if amount == amount.quantize(Decimal("0.01")) else f"{amount:,.4f}".rstrip("0")
+    return f"${text}" if currency.lower() == "usd" else f"{text} {currency.upper()}"
+
+
+def _plan_terms(plan: Plan | None, catalog: Catalog | None) -> dict[str, Any]:
+    """A plan's prices and billing interval in words, from the plan catalog."""
+    if plan is None:
+        return {"prices": [], "billing": None}
+    meters = {m.id: m.name for m in catalog.meters} if catalog else {}
+    prices = []
+    for price in plan.prices:
+        if price.type == "fixed":
+            prices.append("Free" if not price.amount else _money(price.amount, price.currency))
+        else:
+            meter = meters.get(price.meter or "", price.meter or "usage")
+            text = f"{_money(price.unit_amount or 0, price.currency)} per unit of {meter}"
+            if price.cap_amount:
+                text += f", at most {_money(price.cap_amount, price.currency)}"
+            prices.append(text)
+    if plan.interval is None:
+        billing = "once"
+    elif plan.interval_count == 1:
+        billing = INTERVALS.get(plan.interval, f"every {plan.interval}")
+    else:
+        billing = f"every {plan.interval_count} {plan.interval}s"
+    return {"prices": prices, "billing": billing}
 
 
 def _account(session: Session, integration: PolarIntegration) -> dict[str, Any] | None:
@@ -165,7 +216,7 @@ def environments_overview(
         if integration is None:
             snapshot = status_snapshot(session, workspace_id, environment=environment, settings=settings)
         else:
-            snapshot = _snapshot(session, integration, catalog, served)
+            snapshot = _snapshot(session, integration, catalog, served, settings)
         snapshot["mode"] = environment.mode
         snapshot["configured"] = served and settings.polar(environment).configured
         out.append(snapshot)

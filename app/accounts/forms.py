@@ -21,5 +21,14 @@ class SignupForm(FlaskForm):
     workspace = StringField("Workspace name", validators=[DataRequired(), Length(max=120)])
 
 
+class WorkspaceForm(FlaskForm):
+    """A new workspace, owned by the signed-in user."""
+
+    name = StringField(
+        "Workspace name",
+        validators=[DataRequired(message="Enter a name for the workspace."), Length(max=120)],
+    )
+
+
 class LogoutForm(FlaskForm):
     """An empty form: sign-out is a POST with a CSRF token."""

@@ -10,6 +10,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_from_directory,
     session,
     url_for,
 )
@@ -17,7 +18,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
 from app.accounts import service
-from app.accounts.forms import LoginForm, LogoutForm, SignupForm
+from app.accounts.forms import LoginForm, LogoutForm, SignupForm, WorkspaceForm
 from app.accounts.models import User
 from app.accounts.throttle import Blocked, LoginThrottle
 from app.audit import current_actor
@@ -65,7 +66,37 @@ def home() -> str | Response:
     if not current_user.is_authenticated:
         return redirect(url_for("accounts.login"))
     workspaces = service.workspaces_of(db_session(), current_user)
-    return render_template("accounts/home.html", workspaces=workspaces)
+    return render_template("accounts/home.html", workspaces=workspaces, workspace_form=WorkspaceForm())
+
+
+@bp.post("/workspaces")
+@login_required
+def create_workspace() -> str | Response | tuple[str, int]:
+    """A new workspace owned by the signed-in user; then its billing page, to connect Polar."""
+    form = WorkspaceForm()
+    if not form.validate_on_submit() or not (form.name.data or "").strip():
+        if not form.errors:
+            form.name.errors = ["Enter a name for the workspace."]
+        workspaces = service.workspaces_of(db_session(), current_user)
+        return render_template("accounts/home.html", workspaces=workspaces, workspace_form=form), 400
+    db = db_session()
+    workspace = service.create_workspace(db, form.name.data or "", current_user)
+    record(
+        db,
+        current_actor(),
+        "owner.create_workspace",
+        workspace_id=workspace.id,
+        details={"name": workspace.name},
+    )
+    db.commit()
+    flash(f"Workspace {workspace.name} created. Connect Polar to set up its billing.", "success")
+    return redirect(url_for("polar.page", workspace_id=workspace.id), 303)
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for it on every page: the brand mark, never a 404."""
+    return send_from_directory(current_app.static_folder or "static", "favicon.svg", mimetype="image/svg+xml")
 
 
 @bp.route("/login", methods=["GET", "POST"])

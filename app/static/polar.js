@@ -45,7 +45,7 @@
     if (!products || products.length === 0) {
       const row = el("tr");
       const cell = el("td", "muted", "No products yet.");
-      cell.colSpan = 2;
+      cell.colSpan = 4;
       row.append(cell);
       body.replaceChildren(row);
       return;
@@ -54,7 +54,12 @@
       const row = el("tr");
       const id = el("td");
       id.append(el("code", "", product.polar_product_id));
-      row.append(el("td", "", product.name || product.plan_id), id);
+      row.append(
+        el("td", "", product.name || product.plan_id),
+        el("td", "price", (product.prices || []).join("; ")),
+        el("td", "billing", product.billing || ""),
+        id,
+      );
       return row;
     }));
   }
@@ -72,10 +77,12 @@
       orgNode.textContent = "—";
     }
     document.getElementById("webhook-endpoint").textContent = snapshot.webhook_endpoint_id || "—";
+    document.getElementById("webhook-url").textContent = snapshot.webhook_url || "—";
     const hooks = snapshot.webhooks;
     const hooksNode = document.getElementById("webhook-events");
     if (hooks && hooks.received) {
-      hooksNode.replaceChildren(hooks.received + " received, the latest ", el("code", "", hooks.last_type));
+      const at = hooks.last_received_at ? " at " + hooks.last_received_at.slice(0, 16).replace("T", " ") + " UTC" : "";
+      hooksNode.replaceChildren(hooks.received + " received, the latest ", el("code", "", hooks.last_type), at);
     } else {
       hooksNode.textContent = "none yet";
     }

@@ -24,6 +24,26 @@ PASSWORD = factories.PASSWORD
 PAGE_SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "pages"
 
 
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+# axe-core's impacts that fail a test; "moderate" and "minor" are reported by axe but tolerated.
+BLOCKING_IMPACTS = ("serious", "critical")
+
+
+def assert_accessible(page: Page) -> None:
+    """Run axe-core (vendored, tests/browser/vendor/) on the page as it is now: no serious or
+    critical violation (WCAG 2.x A/AA rules and axe's best practices)."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        # Not page.add_script_tag: the pages' Content-Security-Policy (script-src 'self') rightly
+        # refuses an inline script. The DevTools protocol's evaluation is not the page's script.
+        page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
+    results = page.evaluate("async () => await window.axe.run(document, {resultTypes: ['violations']})")
+    blocking = [v for v in results["violations"] if v.get("impact") in BLOCKING_IMPACTS]
+    assert not blocking, f"axe-core on {page.url}:\n" + "\n".join(
+        f"- {v['id']} ({v['impact']}): {v['help']}: " + "; ".join(n["target"][0] for n in v["nodes"][:5])
+        for v in blocking
+    )
+
+
 def shot(page: Page, name: str) -> None:
     """With ``PAGE_SHOTS=1`` in the environment, a full-page screenshot at
     ``test-artifacts/pages/<name>.png``: what a page looks like, to review a change by eye."""
