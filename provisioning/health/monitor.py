@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from provisioning.catalog import Catalog
@@ -88,6 +88,8 @@ def _repair(
             integration.last_error = reason
             outcome.actions.append("marked needs_reconnect")
         return
+    if integration.status != IntegrationStatus.READY:
+        return  # a failed setup has no endpoint to repair yet: its owner or staff run it again
     if check.endpoint == "disabled":
         api = PolarApi(settings.polar(integration.environment).api_url, access_token(settings, integration))
         _reenable(api, integration, outcome)
@@ -139,17 +141,18 @@ def _reenable(api: PolarApi, integration: PolarIntegration, outcome: Outcome) ->
 
 
 def due(session: Session, *, every: timedelta = CHECK_EVERY, limit: int = PER_SWEEP) -> list[str]:
-    """Connections whose last check is older than ``every`` (never-checked first)."""
+    """Connections neither checked nor changed for ``every`` (a connection just set up or just
+    failed is not due: its run has told us more recently), the longest-waiting first."""
+    since = func.coalesce(PolarIntegration.health_checked_at, PolarIntegration.updated_at)
     return list(
         session.scalars(
             select(PolarIntegration.id)
             .where(
                 PolarIntegration.status.in_(CHECKED),
                 PolarIntegration.access_token.is_not(None),
-                (PolarIntegration.health_checked_at.is_(None))
-                | (PolarIntegration.health_checked_at < utcnow() - every),
+                since < utcnow() - every,
             )
-            .order_by(PolarIntegration.health_checked_at.asc().nulls_first(), PolarIntegration.id)
+            .order_by(since.asc(), PolarIntegration.id)
             .limit(limit)
         )
     )

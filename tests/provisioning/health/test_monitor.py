@@ -8,11 +8,12 @@ from datetime import timedelta
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from provisioning.catalog import load_catalog
 from provisioning.db import utcnow
 from provisioning.health.monitor import check_and_repair, check_due, due
-from provisioning.integrations.models import IntegrationStatus
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import access_token
 from provisioning.runs import repository as runs
 from provisioning.runs.jobs import provision
@@ -95,10 +96,30 @@ def test_a_deleted_endpoint_is_recreated_by_a_run(session, settings, ready, cont
 
 
 def test_checks_come_due_after_their_interval(session, settings, ready, database) -> None:
-    assert due(session) == [ready.id]  # never checked
+    assert due(session) == []  # just provisioned: its run told us more than a check would
+    session.execute(
+        sa.update(PolarIntegration)
+        .where(PolarIntegration.id == ready.id)
+        .values(updated_at=utcnow() - timedelta(hours=7))
+    )
+    session.commit()
+    assert due(session) == [ready.id]
     assert check_due(database, settings, load_catalog(settings.plans_file)) == 1
     session.expire_all()
     assert due(session) == []
     ready.health_checked_at = utcnow() - timedelta(hours=7)
     session.commit()
     assert due(session) == [ready.id]
+
+
+def test_a_failed_setup_is_not_re_provisioned_by_the_monitor(session, settings, connect, control) -> None:
+    control.post(
+        "/_emulator/faults", json={"path": "/v1/products/", "method": "POST", "status": 403, "count": 100}
+    ).raise_for_status()
+    connected = connect()
+    assert provision(connected.run.id, settings)["status"] == RunStatus.FAILED
+    session.expire_all()
+    outcome = check_and_repair(session, settings, connected.integration, load_catalog(settings.plans_file))
+    session.commit()
+    assert outcome.actions == []  # no endpoint to repair yet: the owner or staff run it again
+    assert runs.latest(session, connected.integration.id).id == connected.run.id
