@@ -9,7 +9,7 @@ import re
 from playwright.sync_api import Page, expect
 from polar_emulator.config import DEMO_USER_EMAIL
 
-from tests.browser.live import LivePlatform, shot
+from tests.browser.live import LivePlatform, assert_accessible, shot
 from tests.browser.test_owner_connect import PROVISIONING_TIMEOUT_MS, consent_page_reached, open_billing_page
 
 
@@ -79,6 +79,7 @@ def test_deny_a_reconnect_then_disconnect_then_connect_again(page: Page, live_pl
     ).to_be_visible()
     expect(page.get_by_role("link", name="Disconnect")).to_have_count(0)
     shot(page, "after-disconnect")
+    assert_accessible(page)
 
     # Connect again: Ready, with the history gone.
     _consent(page, live_platform, "Connect Polar")

@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from app.accounts.models import UserSession
 from provisioning.db import utcnow
-from tests.browser.live import PASSWORD, LivePlatform, WorkspaceRef, shot
+from tests.browser.live import PASSWORD, LivePlatform, WorkspaceRef, assert_accessible, shot
 from tests.browser.test_owner_connect import PROVISIONING_TIMEOUT_MS, consent_page_reached, open_billing_page
 
 
@@ -69,6 +69,7 @@ def test_signed_out_on_purpose_the_connect_restarts_with_one_click(
         "connect you started, so it could not be finished. Connect again: it takes one click."
     )
     shot(page, "signed-out-callback-restart")
+    assert_accessible(page)
     page.get_by_role("button", name="Connect Polar again").click()
     consent_page_reached(page, live_platform)
     page.get_by_role("group", name="Signed in as").get_by_role("combobox").select_option(DEMO_USER_EMAIL)

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from polar_emulator.config import DEMO_USER_EMAIL
 
-from tests.browser.live import LivePlatform, shot
+from tests.browser.live import LivePlatform, assert_accessible, shot
 from tests.browser.test_owner_connect import PROVISIONING_TIMEOUT_MS, consent_page_reached, open_billing_page
 
 
@@ -49,6 +49,7 @@ def test_two_tabs_connect_and_the_newer_wins(page: Page, live_platform: LivePlat
             "has already finished, so this older one was not used."
         )
         shot(older, "callback-replaced")
+        assert_accessible(older)
         older.get_by_role("link", name="Back to the billing page").click()
         expect(older.locator("#status-badge")).to_have_text("Ready")
         expect(older.get_by_role("button", name="Reconnect Polar", exact=True)).to_be_visible()
