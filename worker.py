@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+from datetime import timedelta
 
 from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
@@ -31,23 +32,34 @@ from provisioning.observability import logs, multiproc
 from provisioning.runs import periodic, queue
 
 log = logging.getLogger("connect_polar.worker")
+PURGE_EVERY = timedelta(hours=1)
 
 
 def sweep(database: Database, settings: Settings) -> None:
+    """Every worker sweeps every SWEEP_EVERY_SECONDS; each task below runs once per its period
+    across all workers (``periodic.once_per``), so three workers never check a connection thrice."""
+    every = timedelta(seconds=settings.sweep_every_seconds)
+    if periodic.once_per(settings.redis_url, "purge-attempts", PURGE_EVERY):
+        try:
+            with database.transaction() as session:
+                purge_expired_attempts(session)
+        except Exception:  # the sweeper must never take the worker down
+            log.exception("purging expired connect attempts failed")
+    if periodic.once_per(settings.redis_url, "switch-cleanups", every):
+        try:
+            with database.transaction() as session:
+                switch.retry_cleanups(session, settings)
+        except Exception:  # the sweeper must never take the worker down
+            log.exception("retrying webhook endpoint deletions in previous organizations failed")
+    if periodic.once_per(settings.redis_url, "health-checks", every):
+        try:
+            monitor.check_due(database, settings, load_catalog(settings.plans_file))
+        except Exception:  # the sweeper must never take the worker down
+            log.exception("connection health checks failed")
     try:
-        with database.transaction() as session:
-            purge_expired_attempts(session)
+        periodic.enqueue_due_retries(settings.redis_url)
     except Exception:  # the sweeper must never take the worker down
-        log.exception("purging expired connect attempts failed")
-    try:
-        with database.transaction() as session:
-            switch.retry_cleanups(session, settings)
-    except Exception:  # the sweeper must never take the worker down
-        log.exception("retrying webhook endpoint deletions in previous organizations failed")
-    try:
-        monitor.check_due(database, settings, load_catalog(settings.plans_file))
-    except Exception:  # the sweeper must never take the worker down
-        log.exception("connection health checks failed")
+        log.exception("enqueueing due retries failed")
     try:
         enqueued = periodic.enqueue_pending(database, settings.redis_url)
     except Exception:  # the sweeper must never take the worker down

@@ -11,9 +11,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 import redis
+from rq.registry import ScheduledJobRegistry
+from rq.scheduler import RQScheduler
+from rq.serializers import JSONSerializer
 
 from provisioning.db import Database, utcnow
 from provisioning.runs import repository
@@ -67,3 +71,36 @@ def enqueue_pending(
             log.warning("sweeper: queued run %s had lost its job; enqueued it again", run_id)
         done.append(run_id)
     return done
+
+
+def once_per(redis_url: str, name: str, period: timedelta) -> bool:
+    """True for exactly one caller per ``period`` across every worker on every machine (a Redis
+    key set only if absent, expiring with the period). Redis unreachable: False (the work waits
+    for Redis; nothing it does can go without it)."""
+    try:
+        return bool(
+            connect(redis_url).set(
+                f"connect-polar:periodic:{name}", "1", nx=True, px=max(1, int(period.total_seconds() * 1000))
+            )
+        )
+    except redis.exceptions.RedisError:
+        return False
+
+
+def enqueue_due_retries(redis_url: str, queue_name: str = QUEUE_NAME) -> int:
+    """Retries whose time has come, moved to the queue when no live RQ scheduler holds the queue's
+    scheduler lock (after a Redis restart a worker's scheduler is restarted only at its next
+    maintenance, minutes later). Returns how many were due; 0 when a scheduler is alive."""
+    connection = connect(redis_url)
+    scheduler = RQScheduler([queue_name], connection=connection, serializer=JSONSerializer)
+    if not scheduler.acquire_locks():
+        return 0  # a live scheduler holds it and does this itself
+    try:
+        registry = ScheduledJobRegistry(queue_name, connection=connection, serializer=JSONSerializer)
+        due = len(registry.get_jobs_to_schedule(int(time.time())))
+        if due:
+            scheduler.enqueue_scheduled_jobs()
+            log.warning("sweeper: %d scheduled retry(ies) were due with no scheduler alive; enqueued", due)
+        return due
+    finally:
+        scheduler.release_locks()
