@@ -165,10 +165,17 @@ def _switch(page: Page, live_platform: LivePlatform, polar: httpx.Client) -> Non
     # Polar works again: the sweeper's retry (here, at once, unless the worker's came first)
     # deletes the endpoint, then revokes the old grant.
     polar.delete("/_emulator/faults")
-    with live_platform.transaction() as session:
-        switches.retry_cleanups(session, live_platform.settings)
-    with live_platform.transaction() as session:
-        assert [s.cleanup for s in session.scalars(select(PolarConnectionSwitch))] == [SwitchCleanup.DONE]
+    # A sweeper holding the row makes this call skip it: then wait for that sweeper's commit.
+    deadline = time.monotonic() + 30
+    while True:
+        with live_platform.transaction() as session:
+            switches.retry_cleanups(session, live_platform.settings)
+        with live_platform.transaction() as session:
+            cleanups = [s.cleanup for s in session.scalars(select(PolarConnectionSwitch))]
+        if cleanups != [SwitchCleanup.PENDING] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert cleanups == [SwitchCleanup.DONE]
     assert old["endpoint_id"] not in collection(live_platform.polar.store, "webhook_endpoints")
     page.reload()
     expect(previous).to_contain_text("Our webhook endpoint there was removed and our access revoked.")
