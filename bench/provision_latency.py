@@ -100,7 +100,7 @@ def dependent_chain(catalog) -> int:
 def needed_calls(catalog) -> int:
     """Calls a first provisioning cannot do without: the OAuth leg, the account check (userinfo,
     beside the list calls), the lists, one create each."""
-    oauth = 3  # token exchange, introspect, organizations
+    oauth = 4  # token exchange; introspect, organizations and the account (userinfo), side by side
     lists = 1 + 4  # userinfo; meters, benefits, products, webhook endpoints
     creates = len(catalog.meters) + len(catalog.benefits) + len(catalog.plans) + 1
     attach = sum(1 for plan in catalog.plans if plan.benefits)
