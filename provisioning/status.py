@@ -57,6 +57,7 @@ def status_snapshot(
             "history": None,
             "account": None,
             "previous_organization": None,
+            "health": None,
         }
     return _snapshot(session, integration, catalog, served, settings)
 
@@ -121,6 +122,7 @@ def _snapshot(
         "provisioned_at": integration.provisioned_at.isoformat() if integration.provisioned_at else None,
         "catalog_revision": integration.catalog_revision,
         "history": _history(integration) if not connected else None,
+        "health": _health(integration) if connected else None,
         "account": _account(session, integration),
         "previous_organization": _previous_organization(session, integration, names),
     }
@@ -221,3 +223,17 @@ def environments_overview(
         snapshot["configured"] = served and settings.polar(environment).configured
         out.append(snapshot)
     return out
+
+
+def _health(integration: PolarIntegration) -> dict[str, Any] | None:
+    """The last health check, in words: when, whether all was well, what was found and done."""
+    if integration.health_checked_at is None:
+        return None
+    found = integration.health or {}
+    return {
+        "checked_at": integration.health_checked_at.isoformat(),
+        "ok": bool(integration.health_ok),
+        "endpoint": found.get("endpoint"),
+        "problems": list(found.get("problems") or []),
+        "actions": list(found.get("actions") or []),
+    }

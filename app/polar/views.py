@@ -34,6 +34,7 @@ from provisioning.audit.service import record
 from provisioning.config import PolarEnvironment, Settings
 from provisioning.connect import service as connect_service
 from provisioning.connect.service import ConnectError, SessionMismatch, SupersededConnect, SwitchPending
+from provisioning.health.monitor import check_and_repair
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import get_integration
 from provisioning.runs import repository as runs
@@ -427,6 +428,37 @@ def switch(workspace_id: str) -> str | Response:
         flash("Polar account switched. Choose the organization to set up.", "info")
         return redirect(_page_url(workspace_id, environment, "polar.organization"), 303)
     flash("Polar account switched. Setting up your billing now.", "success")
+    return redirect(_page_url(workspace_id, environment), 303)
+
+
+@bp.post("/check")
+@login_required
+def check(workspace_id: str) -> Response:
+    """Check the connection now, as the health monitor would (and repair what it would)."""
+    owner_access(workspace_id)
+    form = ConnectForm()  # CSRF and the environment, nothing else
+    if not form.validate():
+        abort(400)
+    environment = _environment(form.environment.data)
+    db = db_session()
+    integration = get_integration(db, workspace_id, environment)
+    if integration is None or not integration.access_token or not settings().serves(environment):
+        flash("Polar is not connected: there is nothing to check.", "info")
+        return redirect(_page_url(workspace_id, environment), 303)
+    outcome = check_and_repair(db, settings(), integration, catalog())
+    record(
+        db,
+        current_actor(),
+        "owner.check_connection",
+        workspace_id=workspace_id,
+        targets={"integration_id": integration.id},
+        details={"ok": outcome.check.ok, "actions": outcome.actions},
+    )
+    db.commit()
+    if outcome.check.ok:
+        flash("Checked: the connection and its webhook endpoint are in order.", "success")
+    else:
+        flash("Checked: " + "; ".join(outcome.check.problems + outcome.actions) + ".", "error")
     return redirect(_page_url(workspace_id, environment), 303)
 
 
