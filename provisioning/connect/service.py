@@ -240,7 +240,7 @@ def complete_connect(
             tokens = oauth.exchange_code(code, verifier)
         except PolarOAuthError as exc:
             raise ConnectError(
-                f"Polar did not accept the authorization ({exc.error}); click Connect Polar again"
+                f"Polar did not accept the authorization: {_in_words(exc.error)}; click Connect Polar again"
             ) from None
         previous = _lock_existing_connection(session, settings, payload.workspace_id, endpoints.environment)
         grant = _inspect_grant(oauth, tokens, catalog)
@@ -271,7 +271,7 @@ def complete_connect(
             raise ConnectError(str(exc)) from None
         if isinstance(exc, PolarOAuthError):
             raise ConnectError(
-                f"Polar refused the connection ({exc.error}); click Connect Polar again"
+                f"Polar refused the connection: {_in_words(exc.error)}; click Connect Polar again"
             ) from None
         raise
     raise held
@@ -778,3 +778,18 @@ def cancel_switch(session: Session, settings: Settings, *, nonce: str, user_id: 
     attempt.pending_grant = None
     session.flush()
     return True
+
+
+# Polar's OAuth error codes, in words an owner can act on (the code stays in the logs).
+OAUTH_ERRORS_IN_WORDS = {
+    "invalid_grant": "the authorization expired or was already used",
+    "invalid_client": "this platform's Polar application was not recognised (contact support)",
+    "unauthorized_client": "this platform may not connect right now (contact support)",
+    "invalid_request": "the request was incomplete",
+    "invalid_scope": "the permissions asked for were refused",
+    "access_denied": "access was denied",
+}
+
+
+def _in_words(code: str) -> str:
+    return OAUTH_ERRORS_IN_WORDS.get(code, "it answered with an error")

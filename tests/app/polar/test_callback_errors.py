@@ -139,7 +139,9 @@ def test_a_reused_code_with_a_fresh_state_is_refused(
     second = consent(start_connect(owner_client, workspace.id))
     response = owner_client.get(f"/polar/callback?code={first.params['code']}&state={second.params['state']}")
     assert response.status_code == 400
-    assert "did not accept" in response.get_data(as_text=True)
+    body = response.get_data(as_text=True)
+    assert "did not accept the authorization: the authorization expired or was already used" in body
+    assert "invalid_grant" not in body  # Polar's code in words, not as a code
     assert _stored(session)[2] == 1  # no second run
 
 
