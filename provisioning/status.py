@@ -15,6 +15,7 @@ from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.runs import repository as runs
 from provisioning.webhooks import repository as webhooks
+from provisioning.webhooks.urls import webhook_url
 
 
 def webhook_summary(session: Session, integration_id: str) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def _snapshot(
         ],
         "webhook_endpoint_id": integration.webhook_endpoint_id,
         "webhook_url": (
-            f"{settings.public_base_url}/polar/webhooks/{integration.webhook_path_token}"
+            webhook_url(settings, integration)
             if settings is not None and integration.webhook_endpoint_id and connected
             else None
         ),

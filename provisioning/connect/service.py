@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from provisioning.catalog import Catalog, load_catalog
 from provisioning.config import EnvironmentNotServed, PolarEndpoints, PolarEnvironment, Settings
@@ -254,13 +254,9 @@ def complete_connect(
             nested.commit()
             held = SwitchPending(payload.workspace_id, endpoints.environment, attempt.nonce)
         else:
-            integration = _switch_and_store(
-                session, settings, grant, payload.workspace_id, endpoints.environment, user_id, previous
+            return _complete(
+                session, nested, settings, grant, attempt, endpoints.environment, user_id, previous
             )
-            attempt.completed_at = utcnow()
-            session.flush()
-            nested.commit()
-            return integration
     except BaseException as exc:
         nested.rollback()
         if tokens is not None:
@@ -350,6 +346,26 @@ def switch_of(existing: PolarIntegration | None, grant: Grant) -> dict[str, bool
     if not (account or organization):
         return None
     return {"account": account, "organization": organization}
+
+
+def _complete(
+    session: Session,
+    nested: SessionTransaction,
+    settings: Settings,
+    grant: Grant,
+    attempt: PolarConnectAttempt,
+    environment: PolarEnvironment,
+    user_id: str,
+    previous: str | None,
+) -> PolarIntegration:
+    """Store the grant (switching if it must), mark the attempt completed, release the savepoint."""
+    integration = _switch_and_store(
+        session, settings, grant, attempt.workspace_id, environment, user_id, previous
+    )
+    attempt.completed_at = utcnow()
+    session.flush()
+    nested.commit()
+    return integration
 
 
 def _switch_and_store(
@@ -748,13 +764,7 @@ def confirm_switch(
     nested = session.begin_nested()
     try:
         previous = _lock_existing_connection(session, settings, attempt.workspace_id, endpoints.environment)
-        integration = _switch_and_store(
-            session, settings, grant, attempt.workspace_id, endpoints.environment, user_id, previous
-        )
-        attempt.completed_at = utcnow()
-        session.flush()
-        nested.commit()
-        return integration
+        return _complete(session, nested, settings, grant, attempt, endpoints.environment, user_id, previous)
     except BaseException as exc:
         nested.rollback()
         _revoke_quietly(oauth, grant.tokens)
