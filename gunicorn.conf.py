@@ -1,47 +1,40 @@
 """gunicorn's settings for the web process (Procfile: ``web: gunicorn -c gunicorn.conf.py wsgi:app``).
 
-Every number comes from the environment (``WEB_CONCURRENCY``, ``GUNICORN_THREADS``,
-``GUNICORN_TIMEOUT``, ``GUNICORN_GRACEFUL_TIMEOUT``, ``GUNICORN_KEEPALIVE``, ``PORT``). The master
-checks the settings, the plan catalog and the encryption keys (against the database's key canary)
-in ``on_starting``, before it binds or forks: bad configuration stops it with one line naming the
-setting, never a loop of workers failing to boot. A worker that fails anyway exits with gunicorn's
-fatal code (``wsgi.py``), which stops the master too.
+Every number comes from the environment through ``provisioning.config.GunicornSettings``
+(``WEB_CONCURRENCY``, ``GUNICORN_THREADS``, ``GUNICORN_TIMEOUT``, ``GUNICORN_GRACEFUL_TIMEOUT``,
+``GUNICORN_KEEPALIVE``, ``PORT``, ``FORWARDED_ALLOW_IPS``), the log format through ``Settings``.
+An invalid one stops gunicorn as this file loads; the master then checks the plan catalog and the
+encryption keys (against the database's key canary) in ``on_starting``, before it binds or forks:
+bad configuration stops it with one line naming the setting, never a loop of workers failing to
+boot. A worker that fails anyway exits with gunicorn's fatal code (``wsgi.py``), which stops the
+master too.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
+from provisioning.config import ConfigError, GunicornSettings, Settings
 from provisioning.observability import logs, multiproc
 
+try:  # an invalid number, or any other invalid setting, stops the master here with one line
+    _server = GunicornSettings.from_env()
+    _settings = Settings.from_env()
+except ConfigError as exc:
+    from provisioning.startup import stop
 
-def _number(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "").strip()
-    try:
-        value = int(raw) if raw else default
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        print(
-            f"Configuration error: {name} must be a whole number of at least {minimum}, not {raw!r}",
-            file=sys.stderr,
-        )
-        raise SystemExit(1)
-    return value
+    stop(exc, 1)
 
-
-bind = [f"0.0.0.0:{_number('PORT', 8000)}"]
-workers = _number("WEB_CONCURRENCY", 2)
-threads = _number("GUNICORN_THREADS", 4)
+bind = [f"0.0.0.0:{_server.port}"]
+workers = _server.web_concurrency
+threads = _server.threads
 worker_class = "gthread"
-timeout = _number("GUNICORN_TIMEOUT", 30)
-graceful_timeout = _number("GUNICORN_GRACEFUL_TIMEOUT", 30)
-keepalive = _number("GUNICORN_KEEPALIVE", 5)
+timeout = _server.timeout
+graceful_timeout = _server.graceful_timeout
+keepalive = _server.keepalive
 # Trust no X-Forwarded-* header at gunicorn's level, not even from a local process: in production
 # the app's ProxyFix trusts exactly one proxy hop (Heroku's router, a load balancer).
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")  # "" trusts no address
+forwarded_allow_ips = _server.forwarded_allow_ips  # "" trusts no address
 # The access log: method, path without its query string (the OAuth callback's carries the code and
 # state), status, size, duration and user agent; no referrer (it may carry another page's query).
 accesslog = "-"
@@ -49,10 +42,7 @@ access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s" reque
 errorlog = "-"
 # gunicorn's own lines (and the access log) through the platform's structured formatter: JSON in
 # production (or LOG_FORMAT=json), readable lines elsewhere; the app's lines share the handler.
-_log_format = os.environ.get("LOG_FORMAT", "").strip().lower() or (
-    "json" if os.environ.get("APP_ENV", "").strip().lower() == "production" else "console"
-)
-logconfig_dict = logs.gunicorn_logconfig(_log_format if _log_format in logs.LOG_FORMATS else "console")
+logconfig_dict = logs.gunicorn_logconfig(_settings.log_format)
 
 
 # Metrics: gunicorn's workers record into files under $PROMETHEUS_MULTIPROC_DIR/web (default
@@ -67,7 +57,6 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def on_starting(server: Any) -> None:
     """In the master, before binding and forking: stop on any bad setting or wrong key."""
-    from provisioning.config import ConfigError
     from provisioning.startup import check_environment, stop
 
     try:

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -178,5 +177,5 @@ def test_rotated_keys_start_with_the_new_key_first_and_then_alone(
         timeout=60,
     )
     assert rotated.returncode == 0, rotated.stderr
-    settings = replace(Settings.from_env(env), token_encryption_keys=[new_key.encode()])
+    settings = Settings.from_env(env).model_copy(update={"token_encryption_keys": [new_key.encode()]})
     assert verify_keys(committing_database, settings).value == "verified"

@@ -8,11 +8,11 @@ cheap hash outside the test environment rehashes it with the strong ones (``need
 
 from __future__ import annotations
 
-import os
-
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, has_app_context
+
+from provisioning.config import app_env
 
 _STRONG = PasswordHasher()  # RFC 9106's low-memory profile: t=3, m=64 MiB, p=4
 _CHEAP = PasswordHasher.from_parameters(profiles.CHEAPEST)  # tests only: t=1, m=8 KiB, p=1
@@ -31,7 +31,7 @@ def _environment() -> str:
         settings = current_app.extensions.get("connect_polar.settings")
         if settings is not None:
             return settings.env
-    return os.environ.get("APP_ENV", "development").strip().lower()
+    return app_env()  # read and checked as Settings reads it
 
 
 def _hasher() -> PasswordHasher:

@@ -20,10 +20,13 @@ import os
 from collections.abc import MutableMapping
 from pathlib import Path
 
-ENV = "PROMETHEUS_MULTIPROC_DIR"
+from provisioning.config import MetricsSettings
+
+# Read as a setting (MetricsSettings) by :func:`prepare`, which then points it at the role's own
+# directory: from there on it is prometheus-client's switch to files, read at run time.
+ENV = MetricsSettings.variables()["prometheus_multiproc_dir"]
 # Set by :func:`prepare` (and inherited by forked and spawned children): the base of every role's files.
 PREPARED = "CONNECT_POLAR_METRICS_BASE"
-DEFAULT_BASE = Path(__file__).resolve().parent.parent.parent / "instance" / "metrics"
 
 
 def prepare(role: str, environ: MutableMapping[str, str] | None = None) -> Path:
@@ -32,7 +35,7 @@ def prepare(role: str, environ: MutableMapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get(PREPARED):
         return Path(env[ENV])
-    base = Path(env.get(ENV) or DEFAULT_BASE)
+    base = MetricsSettings.from_env(env).prometheus_multiproc_dir
     directory = base / role
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ def _production(settings: Settings, **changes: object) -> Settings:
         "public_base_url": "https://billing.example",
         "polar_oauth_redirect_uri": "https://billing.example/polar/callback",
     }
-    return replace(settings, **{**values, **changes})
+    return settings.model_copy(update={**values, **changes})
 
 
 def test_production_refuses_a_weak_secret(settings: Settings, database: Database) -> None:

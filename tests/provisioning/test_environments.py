@@ -4,7 +4,6 @@ Polar), and no token ever sent to the other environment's endpoints."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def both(settings: Settings, live_polar: LivePolar) -> Settings:
         client_secret=live_polar.client_secret,
         redirect_uri=live_polar.redirect_uri,
     )
-    return dataclasses.replace(settings, other_polar_environments=(live,))
+    return settings.model_copy(update={"other_polar_environments": (live,)})
 
 
 @pytest.fixture
@@ -196,7 +195,7 @@ def test_going_live_provisions_the_catalog_revision_the_sandbox_has(
         + '\n[[plans]]\nid = "team"\nname = "Team"\ninterval = "month"\n'
         + 'price = { type = "fixed", amount = 9900, currency = "usd" }\n'
     )
-    newer = dataclasses.replace(both, plans_file=changed)
+    newer = both.model_copy(update={"plans_file": changed})
     assert load_catalog(changed).revision != tried.revision
 
     live = connect_to(session, newer, owner, "production")

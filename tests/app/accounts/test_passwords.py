@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from argon2 import PasswordHasher, extract_parameters, profiles
 from cryptography.fernet import Fernet
@@ -45,14 +43,15 @@ def _cheap(password_hash: str) -> bool:
 @pytest.fixture
 def production_app(settings: Settings, database: Database, pg_url: str) -> Flask:
     """The app as production builds it (the checks of ``Settings.check`` pass)."""
-    production = dataclasses.replace(
-        settings,
-        env="production",
-        database_url=pg_url,
-        secret_key="production-secret-key-" + "y" * 32,
-        public_base_url="https://billing.example.com",
-        polar_oauth_redirect_uri="https://billing.example.com/polar/callback",
-        token_encryption_keys=[Fernet.generate_key()],
+    production = settings.model_copy(
+        update={
+            "env": "production",
+            "database_url": pg_url,
+            "secret_key": "production-secret-key-" + "y" * 32,
+            "public_base_url": "https://billing.example.com",
+            "polar_oauth_redirect_uri": "https://billing.example.com/polar/callback",
+            "token_encryption_keys": [Fernet.generate_key()],
+        }
     )
     return create_app(production, database=database)
 

@@ -4,7 +4,6 @@ Polar: readiness follows Redis going away and coming back, the metrics show a re
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import subprocess
 import tempfile
@@ -56,7 +55,7 @@ def keyed(database: Database, settings: Settings) -> Settings:
 
 
 def client_for(settings: Settings, database: Database, **changes: object) -> FlaskClient:
-    return make_app(dataclasses.replace(settings, **changes), database).test_client()
+    return make_app(settings.model_copy(update=changes), database).test_client()
 
 
 def test_healthz_answers_json_without_signing_in(client: FlaskClient) -> None:
@@ -180,8 +179,8 @@ def test_metrics_show_a_provision(
     settings: Settings, database: Database, redis_url: str, owner_client: FlaskClient, workspace: Workspace
 ) -> None:
     client = owner_client
-    client.application.extensions["connect_polar.settings"] = dataclasses.replace(
-        settings, metrics_token=TOKEN
+    client.application.extensions["connect_polar.settings"] = settings.model_copy(
+        update={"metrics_token": TOKEN}
     )
     before = scrape(client)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -46,12 +45,11 @@ def test_plans_check_names_the_plan_and_field(app: Flask, tmp_path: Path) -> Non
 
 
 def test_a_bad_catalog_stops_start_up(settings: Settings, database: Database, tmp_path: Path) -> None:
-    from dataclasses import replace
 
     bad = tmp_path / "plans.toml"
     bad.write_text(BAD_CATALOG)
     with pytest.raises(ConfigError, match="PLANS_FILE.*plan 'pro'"):
-        create_app(replace(settings, plans_file=bad), database=database)
+        create_app(settings.model_copy(update={"plans_file": bad}), database=database)
 
 
 def test_provision_needs_a_connection(app: Flask, workspace: Workspace) -> None:
@@ -122,8 +120,8 @@ def test_keys_rotate_reports_what_it_re_encrypted(
 ) -> None:
     owner_client.get(consent(start_connect(owner_client, workspace.id)).callback_path)
     before = session.scalar(select(PolarIntegration.access_token))
-    rotated = replace(
-        settings, token_encryption_keys=[Fernet.generate_key(), *settings.token_encryption_keys]
+    rotated = settings.model_copy(
+        update={"token_encryption_keys": [Fernet.generate_key(), *settings.token_encryption_keys]}
     )
 
     result = create_app(rotated, database=database).test_cli_runner().invoke(args=["keys", "rotate"])

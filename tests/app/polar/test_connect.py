@@ -190,7 +190,6 @@ def test_the_page_names_products_from_the_configured_plans_file(
     tmp_path,
     monkeypatch,
 ) -> None:
-    from dataclasses import replace
 
     from provisioning.config import DEFAULT_PLANS_FILE
 
@@ -199,7 +198,7 @@ def test_the_page_names_products_from_the_configured_plans_file(
         DEFAULT_PLANS_FILE.read_text().replace('name = "Pro (monthly)"', 'name = "Team (monthly)"')
     )
     monkeypatch.setenv("PLANS_FILE", str(plans))  # the worker reads its settings from the environment
-    custom = replace(settings, plans_file=plans)
+    custom = settings.model_copy(update={"plans_file": plans})
     client = make_app(custom, database).test_client()
     login(client, "owner@example.com")
     assert client.get(consent(start_connect(client, workspace.id)).callback_path).status_code == 303

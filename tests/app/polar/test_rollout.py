@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -26,7 +25,7 @@ def _newer_catalog(settings: Settings, tmp_path: Path) -> Settings:
         text + '\n[[plans]]\nid = "team"\nname = "Team"\ninterval = "month"\n'
         'price = { type = "fixed", amount = 9900, currency = "usd" }\n'
     )
-    return dataclasses.replace(settings, plans_file=changed)
+    return settings.model_copy(update={"plans_file": changed})
 
 
 def test_a_rollout_provisions_every_connection_behind_once(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from cryptography.fernet import Fernet
 
@@ -25,11 +23,11 @@ def test_wrong_keys_are_refused_naming_the_setting(database, settings):
     with pytest.raises(
         ConfigError, match="^POLAR_TOKEN_ENCRYPTION_KEY does not decrypt this database's key canary"
     ):
-        verify_keys(database, replace(settings, token_encryption_keys=[Fernet.generate_key()]))
+        verify_keys(database, settings.model_copy(update={"token_encryption_keys": [Fernet.generate_key()]}))
 
 
 def test_missing_keys_are_refused_once_the_database_holds_secrets(database, settings, owner):
-    no_keys = replace(settings, token_encryption_keys=[])
+    no_keys = settings.model_copy(update={"token_encryption_keys": []})
     assert verify_keys(database, no_keys) is KeyCheck.NO_KEYS  # nothing stored yet: development
     verify_keys(database, settings)
     with pytest.raises(ConfigError, match="^POLAR_TOKEN_ENCRYPTION_KEY is missing"):
@@ -43,7 +41,7 @@ def test_a_first_start_with_keys_that_do_not_read_the_stored_secrets_is_refused(
     session.query(KeyCanary).delete()
     session.commit()
     with pytest.raises(ConfigError, match="^POLAR_TOKEN_ENCRYPTION_KEY does not decrypt the secrets stored"):
-        verify_keys(database, replace(settings, token_encryption_keys=[Fernet.generate_key()]))
+        verify_keys(database, settings.model_copy(update={"token_encryption_keys": [Fernet.generate_key()]}))
     assert session.query(KeyCanary).count() == 0  # nothing blessed
     assert verify_keys(database, settings) is KeyCheck.WRITTEN
 
@@ -52,10 +50,14 @@ def test_rotation_moves_the_canary_to_the_new_key(database, settings):
     verify_keys(database, settings)
     new_key = Fernet.generate_key()
     report = rotate_encryption(
-        database, replace(settings, token_encryption_keys=[new_key, *settings.token_encryption_keys])
+        database,
+        settings.model_copy(update={"token_encryption_keys": [new_key, *settings.token_encryption_keys]}),
     )
     assert report.complete and report.rows["key_canary"] == 1
-    assert verify_keys(database, replace(settings, token_encryption_keys=[new_key])) is KeyCheck.VERIFIED
+    assert (
+        verify_keys(database, settings.model_copy(update={"token_encryption_keys": [new_key]}))
+        is KeyCheck.VERIFIED
+    )
 
 
 def test_a_database_not_yet_migrated_is_left_to_flask_db_upgrade(settings, tmp_path):

@@ -251,11 +251,13 @@ def test_reconnecting_to_other_organizations_forgets_what_was_set_up_in_the_old_
     ids=["client-id", "client-secret", "encryption-key"],
 )
 def test_connect_is_refused_clearly_when_the_platform_is_not_configured(session, settings, owner, missing):
-    from dataclasses import replace
 
     with pytest.raises(ConnectError, match="not fully configured"):
         begin_connect(
-            session, replace(settings, **missing), workspace_id=owner.workspace_id, user_id=owner.user_id
+            session,
+            settings.model_copy(update=missing),
+            workspace_id=owner.workspace_id,
+            user_id=owner.user_id,
         )
     assert session.scalar(select(func.count()).select_from(PolarConnectAttempt)) == 0
 

@@ -3,8 +3,6 @@ bound to its row; a second run changes nothing; what cannot be read is reported,
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from cryptography.fernet import Fernet
 
@@ -46,14 +44,16 @@ def test_rotation_re_encrypts_every_secret_with_the_new_key(session, database, s
     verifier = Vault(settings.token_encryption_keys).decrypt(verifier_slot(used.nonce), used.code_verifier)
 
     new_key = Fernet.generate_key()
-    rotated = replace(settings, token_encryption_keys=[new_key, *settings.token_encryption_keys])
+    rotated = settings.model_copy(
+        update={"token_encryption_keys": [new_key, *settings.token_encryption_keys]}
+    )
     progress: list[tuple[str, int, int]] = []
     report = rotate_encryption(database, rotated, lambda *p: progress.append(p))
 
     assert (report.rewritten, report.current, report.unreadable) == (4, 0, [])
     assert progress == [("polar_integration", 1, 1), ("polar_connect_attempt", 1, 1)]
     session.expire_all()
-    new_only = replace(settings, token_encryption_keys=[new_key])
+    new_only = settings.model_copy(update={"token_encryption_keys": [new_key]})
     assert _plaintexts(new_only, integration) == before
     assert Vault([new_key]).decrypt(verifier_slot(used.nonce), used.code_verifier) == verifier
     old_only = Vault(settings.token_encryption_keys)
@@ -102,11 +102,12 @@ def test_a_connect_pending_across_a_rotation_completes_with_the_new_key_alone(
     session.commit()
     new_key = Fernet.generate_key()
     assert rotate_encryption(
-        database, replace(settings, token_encryption_keys=[new_key, *settings.token_encryption_keys])
+        database,
+        settings.model_copy(update={"token_encryption_keys": [new_key, *settings.token_encryption_keys]}),
     ).complete
 
     code, state = consent(start.authorize_url)
-    new_only = replace(settings, token_encryption_keys=[new_key])
+    new_only = settings.model_copy(update={"token_encryption_keys": [new_key]})
     integration = complete_connect(
         session, new_only, state=state, code=code, user_id=owner.user_id, browser_nonce=start.nonce
     )
@@ -128,7 +129,8 @@ def test_unreadable_secrets_are_reported_and_the_rest_rotated(
 
     new_key = Fernet.generate_key()
     report = rotate_encryption(
-        database, replace(settings, token_encryption_keys=[new_key, *settings.token_encryption_keys])
+        database,
+        settings.model_copy(update={"token_encryption_keys": [new_key, *settings.token_encryption_keys]}),
     )
 
     assert sorted(str(u.slot) for u in report.unreadable) == sorted(
@@ -141,6 +143,6 @@ def test_unreadable_secrets_are_reported_and_the_rest_rotated(
     # Everything else moved to the new key: A's secrets and B's refresh token, both used attempts.
     assert report.rewritten == 2 + 1 + 2  # A's two tokens, B's refresh token, two used attempts
     session.expire_all()
-    new_only = replace(settings, token_encryption_keys=[new_key])
+    new_only = settings.model_copy(update={"token_encryption_keys": [new_key]})
     decrypt_secret(new_only, a.integration.id, "access_token", a.integration.access_token)
     decrypt_secret(new_only, b.integration.id, "refresh_token", b.integration.refresh_token)

@@ -4,7 +4,6 @@ errors are the operator's, not the owner's. Real PostgreSQL commits, Redis and t
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from datetime import timedelta
@@ -145,7 +144,7 @@ def test_reconnect_revokes_the_previous_grant(live):
 
 def test_invalid_client_is_an_operator_error_not_a_reconnect(live, caplog):
     _expire_soon(live)
-    bad = dataclasses.replace(live.settings, polar_oauth_client_secret="not-the-secret")
+    bad = live.settings.model_copy(update={"polar_oauth_client_secret": "not-the-secret"})
     session = live.database.session()
     try:
         integration = session.get(PolarIntegration, live.integration_id)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from provisioning.config import DEFAULT_PLANS_FILE
 from provisioning.reconcile.diff import plan_diff
 from provisioning.runs.jobs import provision
@@ -26,7 +24,7 @@ def test_diff_then_update_archive_and_interval_change(session, settings, connect
     text = text[:free_start] + text[text.index("[[plans]]", free_start + 5) :]  # drop the free plan
     catalog_file = tmp_path / "plans.toml"
     catalog_file.write_text(text)
-    changed = dataclasses.replace(settings, plans_file=catalog_file)
+    changed = settings.model_copy(update={"plans_file": catalog_file})
 
     control.delete("/_emulator/requests")
     lines = plan_diff(session, changed, connected.owner.workspace_id)
