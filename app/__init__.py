@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from provisioning.config import ConfigError, Settings
 from provisioning.db import Database, configure
+from provisioning.ratelimit import registry as ratelimit
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         TESTING=settings.env == "test",
     )
     app.extensions["connect_polar.settings"] = settings
+    ratelimit.install(settings)  # every call to Polar from this process draws on the shared budget
     app.extensions["connect_polar.catalog"] = catalog
     if settings.is_production:
         # Behind one proxy (Heroku's router, a load balancer): trust its scheme and client address.

@@ -20,6 +20,7 @@ import redis as redis_lib
 import sqlalchemy as sa
 
 from provisioning import db as db_module
+from provisioning.ratelimit import registry as ratelimit_registry
 
 PG_BASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -193,3 +194,11 @@ def redis_conn(redis_url: str) -> Iterator[redis_lib.Redis]:
     client = redis_lib.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_rate_budget_between_tests() -> Iterator[None]:
+    """The process's Polar rate budgets (installed by create_app and runs) end with each test, so a
+    test that never installs one is not paced by another test's."""
+    yield
+    ratelimit_registry.uninstall()

@@ -49,3 +49,8 @@ def make_owner(
     user = make_user(session, email, password=password)
     workspace = make_workspace(session, name, user)
     return Owner(user.id, workspace.id)
+
+
+# Polar's shared rate budget in tests: high enough never to pace an ordinary test (each test has an
+# empty Redis); the budget's own tests set their limits.
+TEST_RATE_LIMIT = 100_000

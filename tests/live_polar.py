@@ -11,6 +11,8 @@ import httpx
 import pytest
 from polar_emulator import EmulatorConfig, EmulatorServer
 
+from tests.factories import TEST_RATE_LIMIT
+
 PRODUCTION_CALLBACK = "http://127.0.0.1:5000/polar/callback/production"
 
 
@@ -30,6 +32,7 @@ class LivePolar:
             "POLAR_PRODUCTION_OAUTH_CLIENT_ID": self.client_id,
             "POLAR_PRODUCTION_OAUTH_CLIENT_SECRET": self.client_secret,
             "POLAR_PRODUCTION_OAUTH_REDIRECT_URI": self.redirect_uri,
+            "POLAR_PRODUCTION_RATE_LIMIT_PER_MINUTE": str(TEST_RATE_LIMIT),
         }
 
     def requests(self) -> list[dict]:

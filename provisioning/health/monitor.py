@@ -30,6 +30,9 @@ from provisioning.health.checks import HealthCheck, check_connection
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import access_token
 from provisioning.polar.client import PolarApi
+from provisioning.polar.errors import PolarBusy
+from provisioning.ratelimit import lanes
+from provisioning.ratelimit import registry as ratelimit
 from provisioning.runs.queue import enqueue_after_commit
 from provisioning.runs.service import RunRefused, start_run
 
@@ -166,6 +169,7 @@ def check_due(
     with database.transaction() as session:
         ids = due(session, every=every)
     checked = 0
+    ratelimit.install(settings)
     for integration_id in ids:
         try:
             with database.transaction() as session:
@@ -173,7 +177,9 @@ def check_due(
                 integration = session.get(PolarIntegration, integration_id)
                 if integration is None or not settings.serves(integration.environment):
                     continue
-                outcome = check_and_repair(session, settings, integration, catalog)
+                # Background work: the budget's background lane, fair across workspaces.
+                with lanes.lane(lanes.background(integration.workspace_id)):
+                    outcome = check_and_repair(session, settings, integration, catalog)
                 checked += 1
                 if not outcome.check.ok:
                     log.warning(
@@ -182,6 +188,9 @@ def check_due(
                         "; ".join(outcome.check.problems),
                         "; ".join(outcome.actions) or "no action",
                     )
+        except PolarBusy as exc:
+            log.info("health checks paused: %s; the rest are checked at a later sweep", exc)
+            break
         except (ConnectPolarError, redis.exceptions.RedisError) as exc:
             log.warning("health check of integration %s failed: %s", integration_id, type(exc).__name__)
     return checked

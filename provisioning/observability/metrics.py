@@ -26,6 +26,17 @@ POLAR_RETRIES = Counter(
     "Polar calls retried after a 429, a 5xx or a network error, by operation and reason",
     ["operation", "reason"],
 )
+BUDGET_WAIT_SECONDS = Histogram(
+    "connect_polar_polar_budget_wait_seconds",
+    "Time a call to Polar waited for room in the shared rate budget, by lane",
+    ["lane"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BUDGET_EXHAUSTED = Counter(
+    "connect_polar_polar_budget_exhausted",
+    "Calls to Polar that did not wait for the shared rate budget (a run deferred, a person told), by lane",
+    ["lane"],
+)
 RUNS = Counter(
     "connect_polar_provisioning_runs",
     "Provisioning jobs finished, by outcome (succeeded, failed, cancelled, retrying, error, ...)",

@@ -30,7 +30,10 @@ from polar.base import (
 from polar.v2026_10 import Polar
 
 from provisioning.observability import metrics
-from provisioning.polar.errors import ProvisioningError, TransientPolarError
+from provisioning.polar.errors import PolarBusy, ProvisioningError, TransientPolarError
+from provisioning.ratelimit import lanes
+from provisioning.ratelimit.budget import BudgetExhausted, RateBudget
+from provisioning.ratelimit.registry import budget_for
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,10 +72,16 @@ class PolarApi:
         max_retry_after: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
         reauthorize: Callable[[str], str] | None = None,
+        caller: lanes.Caller | None = None,
     ) -> None:
         """``reauthorize(rejected_token)``: after a 401, the access token to retry the call with
-        (the connection's token refreshed through its lock); each call is retried once."""
+        (the connection's token refreshed through its lock); each call is retried once.
+
+        Every attempt first takes room in the shared rate budget of ``base_url``'s client, in the
+        lane of ``caller`` (by default the lane of the context the client is built in)."""
         self.sdk = polar_sdk(base_url)
+        self.budget = budget_for(base_url)
+        self.caller = caller or lanes.current()
         self._token = access_token
         self._reauthorize = reauthorize
         self._token_lock = threading.Lock()
@@ -146,15 +155,18 @@ class PolarApi:
                 else:
                     self.reads += 1
             token = self._token
+            take_budget(self.budget, self.caller, action)
             try:
                 return _counted(operation, fn, args, {**kwargs, "request_access_token": token})
             except PolarRateLimitError as exc:
                 metrics.POLAR_RATE_LIMITED.labels(operation).inc()
                 wait = float(exc.retry_after) if exc.retry_after is not None else self._backoff(attempt)
+                if self.budget is not None and exc.retry_after is not None:
+                    self.budget.pause(wait)  # every process waits, not only this call
                 if wait > self.max_retry_after or attempt >= self.max_attempts:
-                    raise TransientPolarError(
+                    raise PolarBusy(
                         f"Polar is rate-limiting our requests (retry after {wait:.0f}s) while trying to {action}",
-                        status=429,
+                        retry_after=wait,
                     ) from None
                 log.info("polar 429 on %s; waiting %.1fs (attempt %d)", action, wait, attempt)
                 metrics.POLAR_RETRIES.labels(operation, "429").inc()
@@ -206,6 +218,18 @@ class PolarApi:
     def _backoff(self, attempt: int) -> float:
         raw = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
         return raw * random.uniform(0.5, 1.5)
+
+
+def take_budget(budget: RateBudget | None, caller: lanes.Caller, action: str) -> None:
+    """Room for one call in ``budget`` (none: not limited), or PolarBusy saying when."""
+    if budget is None:
+        return
+    try:
+        waited = budget.acquire(caller)
+    except BudgetExhausted as exc:
+        metrics.BUDGET_EXHAUSTED.labels(caller.lane.value).inc()
+        raise PolarBusy(f"{exc} (while trying to {action})", retry_after=exc.retry_after) from None
+    metrics.BUDGET_WAIT_SECONDS.labels(caller.lane.value).observe(waited)
 
 
 def _counted(operation: str, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:

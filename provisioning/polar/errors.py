@@ -35,3 +35,12 @@ class PolarOAuthError(ConnectPolarError):
         self.error = error
         self.description = description
         self.status = status
+
+
+class PolarBusy(TransientPolarError):
+    """Polar's rate limit for our OAuth client is used up (our shared budget, or a 429 from Polar)
+    for ``retry_after`` seconds, longer than the caller may wait: a run is deferred until then."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, status=429)
+        self.retry_after = retry_after

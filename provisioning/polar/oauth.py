@@ -19,7 +19,10 @@ from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 from provisioning.config import PolarEndpoints
 from provisioning.db import utcnow
 from provisioning.observability import metrics
-from provisioning.polar.errors import PolarOAuthError, RefreshUnanswered, TransientPolarError
+from provisioning.polar.client import take_budget
+from provisioning.polar.errors import PolarBusy, PolarOAuthError, RefreshUnanswered, TransientPolarError
+from provisioning.ratelimit import lanes
+from provisioning.ratelimit.registry import budget_for
 
 # OAuth error codes a refresh is counted by (anything else: other_error), a bounded label.
 REFRESH_OUTCOMES = ("invalid_grant", "invalid_client", "unauthorized_client", "invalid_request", "http_error")
@@ -54,8 +57,14 @@ def s256_challenge(verifier: str) -> str:
 class PolarOAuth:
     """The token endpoints of one Polar environment, with that environment's own OAuth client."""
 
-    def __init__(self, endpoints: PolarEndpoints, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, endpoints: PolarEndpoints, *, timeout: float = 10.0, caller: lanes.Caller | None = None
+    ) -> None:
+        """Each call first takes room in the environment's shared rate budget, in ``caller``'s lane
+        (by default the lane of the context this is built in)."""
         self.endpoints = endpoints
+        self.budget = budget_for(endpoints.api_url)
+        self.caller = caller or lanes.current()
         self.timeout = timeout
         self.token_url = f"{endpoints.api_url}/v1/oauth2/token"
         self.introspect_url = f"{endpoints.api_url}/v1/oauth2/introspect"
@@ -132,20 +141,27 @@ class PolarOAuth:
             )
         _json(response)
 
-    @staticmethod
-    def _call(fn: Any, *, unanswered: type[TransientPolarError] = TransientPolarError) -> Any:
+    def _call(self, fn: Any, *, unanswered: type[TransientPolarError] = TransientPolarError) -> Any:
         """``unanswered``: what to raise when the request may have reached Polar but its answer was
         lost (a 5xx, a timeout or a broken connection after sending); a request that never left
         (no connection) is a plain TransientPolarError."""
+        take_budget(self.budget, self.caller, "reach Polar's token endpoint")
         try:
             return fn()
         except OAuthError as exc:
             raise PolarOAuthError(exc.error or "oauth_error", exc.description) from None
         except httpx.HTTPStatusError as exc:
             status = exc.response.status_code
-            if status >= 500 or status == 429:
-                error = unanswered if status >= 500 else TransientPolarError
-                raise error(
+            if status == 429:
+                wait = _retry_after(exc.response)
+                if self.budget is not None and wait is not None:
+                    self.budget.pause(wait)
+                raise PolarBusy(
+                    "Polar is rate-limiting our requests to its token endpoint; try again shortly",
+                    retry_after=wait or 1.0,
+                ) from None
+            if status >= 500:
+                raise unanswered(
                     f"Polar's token endpoint is unavailable (HTTP {status}); try again shortly", status=status
                 ) from None
             raise PolarOAuthError("http_error", f"HTTP {status}", status=status) from None
@@ -153,6 +169,13 @@ class PolarOAuth:
             raise TransientPolarError(f"Polar could not be reached ({type(exc).__name__})") from None
         except httpx.RequestError as exc:
             raise unanswered(f"Polar did not answer ({type(exc).__name__})") from None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

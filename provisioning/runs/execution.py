@@ -41,7 +41,9 @@ from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import IntegrationStatus
 from provisioning.integrations.tokens import fresh_access_token, reauthorize
 from provisioning.polar.client import PolarApi
-from provisioning.polar.errors import ProvisioningError, TransientPolarError
+from provisioning.polar.errors import PolarBusy, ProvisioningError, TransientPolarError
+from provisioning.ratelimit import lanes
+from provisioning.ratelimit import registry as ratelimit
 from provisioning.runs import repository
 from provisioning.runs.lease import resume_abandoned
 from provisioning.runs.ledger import Ledger, Stopped, failure_message
@@ -157,7 +159,14 @@ class RunExecution:
         integration = integrations.get(self.session, run.integration_id)
         assert integration is not None
         self.run, self.integration = run, integration
+        # A run is background work: it draws on the shared rate budget's background lane, fairly
+        # with other workspaces', and is deferred rather than held when the budget is used up.
+        ratelimit.install(self.settings)
+        with lanes.lane(lanes.background(integration.workspace_id)) as caller:
+            return self._execute_saga(caller)
 
+    def _execute_saga(self, caller: lanes.Caller) -> dict[str, Any]:
+        run, integration = self.run, self.integration
         try:
             # Before anything changes: a connection to an environment no longer served is left alone.
             endpoints = self.settings.polar(integration.environment)
@@ -180,7 +189,9 @@ class RunExecution:
                 guard=lambda lock: self._check_connected(lock=lock),
                 api_calls=lambda: self._api().counts,
             )
-            with ThreadPoolExecutor(MAX_PARALLEL_CALLS, thread_name_prefix="polar") as executor:
+            with ThreadPoolExecutor(
+                MAX_PARALLEL_CALLS, thread_name_prefix="polar", initializer=lanes.adopt, initargs=(caller,)
+            ) as executor:
                 saga = Saga(
                     session=self.session,
                     settings=self.settings,
@@ -201,6 +212,8 @@ class RunExecution:
             return {"run_id": self.run_id, "status": "superseded"}
         except (Stopped, EnvironmentNotServed) as exc:
             self._stop(str(exc))
+        except PolarBusy as exc:
+            return self._defer(exc)
         except (ProvisioningError, CatalogError) as exc:
             if isinstance(exc, TransientPolarError) and _retries_left():
                 self._mark_retrying(exc)
@@ -352,6 +365,22 @@ class RunExecution:
         self.integration.last_error = run.error
         self.session.commit()
         log.info("provisioning run %s will be retried: %s", run.id, run.error)
+
+    def _defer(self, exc: PolarBusy) -> dict[str, Any]:
+        """Polar's rate budget is used up for longer than a worker should wait: hand the run back,
+        to be enqueued by the sweeper when the budget frees up (its steps find what exists). Not a
+        retry: RQ's retries are kept for failures."""
+        if not self._outcome_guard():
+            return {"run_id": self.run_id, "status": "cancelled"}
+        assert self.attempt is not None
+        until = utcnow() + timedelta(seconds=exc.retry_after)
+        message = f"Waiting for Polar's rate limit; continues in about {max(1, round(exc.retry_after))}s"
+        self._record_calls()
+        deferred = repository.defer(self.session, self.run_id, self.attempt, until, message)
+        self.session.commit()
+        if deferred:
+            log.info("provisioning run %s deferred for %.1fs: %s", self.run_id, exc.retry_after, exc)
+        return {"run_id": self.run_id, "status": "deferred" if deferred else "superseded"}
 
     def _stop(self, reason: str) -> None:
         """The integration was disconnected or changed: cancel the run, leave the integration be."""

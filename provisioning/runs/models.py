@@ -77,6 +77,8 @@ class ProvisioningRun(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Outbox: set once the job is on the queue; a sweeper enqueues runs still unset.
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Deferred until then (Polar's rate budget was used up): the sweeper enqueues it no earlier.
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # While running: until when its worker vouches for it. Renewed by the worker's heartbeat; once

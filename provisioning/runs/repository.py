@@ -240,13 +240,42 @@ def _run_ids(session: Session, *conditions: ColumnElement[bool]) -> list[str]:
     return list(session.scalars(select(ProvisioningRun.id).where(*conditions)))
 
 
-def queued_never_enqueued(session: Session, created_before: datetime) -> list[str]:
+def queued_never_enqueued(
+    session: Session, created_before: datetime, now: datetime | None = None
+) -> list[str]:
+    """Queued runs with no job yet: created before ``created_before``, and not deferred past ``now``."""
+    now = now or utcnow()
     return _run_ids(
         session,
         ProvisioningRun.status == RunStatus.QUEUED,
         ProvisioningRun.enqueued_at.is_(None),
         ProvisioningRun.created_at <= created_before,
+        or_(ProvisioningRun.not_before.is_(None), ProvisioningRun.not_before <= now),
     )
+
+
+def defer(session: Session, run_id: str, attempt: int, until: datetime, message: str) -> bool:
+    """running → queued until ``until`` without a job (the sweeper enqueues it then), for the job
+    holding ``attempt``; the deferral does not count as an attempt. False if the run moved on."""
+    deferred = session.scalar(
+        update(ProvisioningRun)
+        .where(
+            ProvisioningRun.id == run_id,
+            ProvisioningRun.status == RunStatus.RUNNING,
+            ProvisioningRun.attempts == attempt,
+        )
+        .values(
+            status=RunStatus.QUEUED,
+            attempts=attempt - 1,
+            enqueued_at=None,
+            lease_expires_at=None,
+            not_before=until,
+            error=message,
+        )
+        .returning(ProvisioningRun.id)
+        .execution_options(synchronize_session=False)
+    )
+    return deferred is not None
 
 
 def queued_enqueued_before(session: Session, enqueued_before: datetime) -> list[str]:
