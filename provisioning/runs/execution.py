@@ -49,6 +49,7 @@ from provisioning.runs.lease import resume_abandoned
 from provisioning.runs.ledger import Ledger, Stopped, failure_message
 from provisioning.runs.lock import saga_lock
 from provisioning.runs.models import RunStatus, StepStatus
+from provisioning.runs.queue import enqueue_deferred
 from provisioning.runs.saga import STEPS, Saga
 
 log = logging.getLogger(__name__)
@@ -379,6 +380,14 @@ class RunExecution:
         deferred = repository.defer(self.session, self.run_id, self.attempt, until, message)
         self.session.commit()
         if deferred:
+            try:
+                enqueue_deferred(self.run_id, self.settings.redis_url, until)
+            except redis.exceptions.RedisError as error:
+                log.warning(
+                    "could not schedule deferred run %s (%s); the sweeper will",
+                    self.run_id,
+                    type(error).__name__,
+                )
             log.info("provisioning run %s deferred for %.1fs: %s", self.run_id, exc.retry_after, exc)
         return {"run_id": self.run_id, "status": "deferred" if deferred else "superseded"}
 

@@ -39,7 +39,9 @@ def enqueue_pending(
     now = utcnow()
     cutoff = now - min_age
     with database.transaction() as session:
-        never_enqueued = repository.queued_never_enqueued(session, cutoff)
+        # A deferred run has a job scheduled for its not_before: enqueue it only if that one is
+        # late by min_age too (lost with Redis, say).
+        never_enqueued = repository.queued_never_enqueued(session, cutoff, now=cutoff)
         enqueued_before = repository.queued_enqueued_before(session, cutoff)
         lapsed = repository.lapsed_running(session, now, now - LEGACY_REAP_AFTER)
     resumed: list[str] = []

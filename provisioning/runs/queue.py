@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -96,6 +97,25 @@ def _enqueue_unique(queue: Queue, run_id: str, retry: Retry | None) -> Job:
         result_ttl=86400,
         failure_ttl=7 * 86400,
         description=f"provision run {run_id}",
+    )
+
+
+def enqueue_deferred(run_id: str, redis_url: str, at: datetime, *, queue_name: str = QUEUE_NAME) -> Job:
+    """A job for a deferred run at ``at``, through RQ's scheduler (each worker runs one; it moves
+    due jobs to the queue every second). Its id is its own: the run's usual job is the one that
+    deferred it and is still finishing. Should it be lost, the sweeper enqueues the run a little
+    after ``at`` (the run's ``not_before``)."""
+    queue = get_queue(connect(redis_url), queue_name)
+    return queue.enqueue_at(
+        at,
+        JOB_FUNCTION,
+        run_id,
+        job_id=f"{job_id(run_id)}-at-{int(at.timestamp() * 1000)}",
+        retry=RETRY,
+        job_timeout=JOB_TIMEOUT,
+        result_ttl=3600,
+        failure_ttl=7 * 86400,
+        description=f"provision run {run_id} (deferred for Polar's rate limit)",
     )
 
 

@@ -222,7 +222,7 @@ def test_the_rate_limits_default_to_polar_s_published_ones():
         }
     )
     assert (settings.polar("sandbox").rate_limit, settings.polar("production").rate_limit) == (100, 500)
-    assert settings.polar_rate_interactive_reserve == 0.2
+    assert settings.polar_rate_interactive_reserve == 0.05
 
     settings = Settings.from_env(
         {

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 import redis
+from rq.registry import ScheduledJobRegistry
 
 from provisioning.db import utcnow
 from provisioning.integrations.models import IntegrationStatus
@@ -17,6 +18,7 @@ from provisioning.ratelimit.registry import budget_key
 from provisioning.runs import repository
 from provisioning.runs.jobs import provision
 from provisioning.runs.models import ProvisioningRun, RunStatus
+from provisioning.runs.queue import QUEUE_NAME
 from tests.provisioning.conftest import polar_requests
 
 
@@ -44,6 +46,11 @@ def test_a_run_meeting_a_used_up_budget_is_deferred_then_finishes(session, setti
     assert "rate limit" in (run.error or "")
     assert connected.integration.status == IntegrationStatus.PROVISIONING  # "Setting up", not failed
 
+    # RQ's scheduler holds a job for it at that time; the sweeper would enqueue it only later.
+    scheduled = ScheduledJobRegistry(QUEUE_NAME, connection=redis.Redis.from_url(settings.redis_url))
+    [job_id] = scheduled.get_job_ids()
+    assert job_id.startswith(f"provision-{run_id}-at-")
+    assert abs(scheduled.get_scheduled_time(job_id) - run.not_before) < timedelta(seconds=1)
     far = utcnow() + timedelta(hours=1)
     assert run_id not in repository.queued_never_enqueued(session, far, now=utcnow())
     assert run_id in repository.queued_never_enqueued(session, far, now=run.not_before)
