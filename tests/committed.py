@@ -15,7 +15,7 @@ from provisioning.config import Settings
 from provisioning.connect.service import begin_connect, complete_connect
 from provisioning.db import Database
 from provisioning.runs.models import ProvisioningRun
-from tests.factories import make_owner
+from tests.factories import TEST_RATE_LIMIT, make_owner
 from tests.provisioning.conftest import consent
 
 
@@ -64,6 +64,7 @@ def platform_env(
         "POLAR_OAUTH_CLIENT_SECRET": DEMO_CLIENT_SECRET,
         "POLAR_OAUTH_REDIRECT_URI": DEMO_REDIRECT_URI,
         "POLAR_TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "POLAR_RATE_LIMIT_PER_MINUTE": str(TEST_RATE_LIMIT),
         # Metrics files of the process's own, never the checkout's instance/metrics.
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="connect-polar-metrics-"),
     }

@@ -18,6 +18,7 @@ from app.accounts.models import User, Workspace
 from provisioning.config import Settings
 from provisioning.db import Database
 from tests import factories
+from tests.factories import TEST_RATE_LIMIT
 from tests.live_polar import live_polar, production_server  # noqa: F401  (fixtures)
 
 PASSWORD = factories.PASSWORD
@@ -38,6 +39,7 @@ def settings(emulator, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Setti
         "POLAR_OAUTH_CLIENT_SECRET": DEMO_CLIENT_SECRET,
         "POLAR_OAUTH_REDIRECT_URI": DEMO_REDIRECT_URI,
         "POLAR_TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "POLAR_RATE_LIMIT_PER_MINUTE": str(TEST_RATE_LIMIT),
     }
     for key, value in environ.items():
         monkeypatch.setenv(key, value)

@@ -18,7 +18,7 @@ from provisioning.connect.service import begin_connect, complete_connect
 from provisioning.integrations.models import PolarIntegration
 from provisioning.runs.models import ProvisioningRun
 from tests import factories
-from tests.factories import Owner
+from tests.factories import TEST_RATE_LIMIT, Owner
 from tests.live_polar import live_polar, production_server  # noqa: F401  (fixtures)
 
 # Port 9 (discard) refuses connections at once: the emulator's deliveries to it just fail.
@@ -39,6 +39,7 @@ def settings(emulator: EmulatorServer, redis_url: str) -> Settings:
         polar_oauth_client_secret=DEMO_CLIENT_SECRET,
         polar_oauth_redirect_uri=DEMO_REDIRECT_URI,
         token_encryption_keys=[Fernet.generate_key()],
+        polar_rate_limit_per_minute=TEST_RATE_LIMIT,
     )
 
 
