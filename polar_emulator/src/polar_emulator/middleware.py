@@ -19,6 +19,9 @@ from polar_emulator.domain.store import Store
 
 SUPPORTED_VERSIONS = ("2026-04", "2026-10")
 DEFAULT_VERSION = "2026-04"
+# Request log times are milliseconds on this process's clock (``started_ms``): only differences mean
+# anything, e.g. which calls overlapped.
+_EPOCH = time.perf_counter()
 _STATUS_TEXT = {
     500: "Internal Server Error",
     502: "Bad Gateway",
@@ -117,6 +120,7 @@ class PolarMiddleware:
                     "client": facts.get("client_id"),
                     "organization": facts.get("organization_id"),
                     "status": status_seen["status"],
+                    "started_ms": round((started - _EPOCH) * 1000, 3),
                     "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                 }
             )
@@ -141,8 +145,13 @@ class PolarMiddleware:
         version = version or DEFAULT_VERSION
 
         after = self._match_fault(method, path, "after")
+        held = {"done": False}
 
         async def decorated_send(message: Message) -> None:
+            if after is not None and after.get("latency_ms") and not held["done"]:
+                # The call took effect; its response is held back (the caller waits, or gives up).
+                held["done"] = True
+                await asyncio.sleep(float(after["latency_ms"]) / 1000)
             if after is not None and after.get("status"):
                 # The call took effect, but the caller sees a failure (a lost response).
                 if message["type"] == "http.response.body" and not message.get("more_body"):

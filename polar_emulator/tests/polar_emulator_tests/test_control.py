@@ -141,6 +141,19 @@ def test_fault_after_the_write_happened(control: httpx.Client, token: str) -> No
     assert "lost-response" in _org_slugs(control, token)
 
 
+def test_fault_after_holds_the_response_of_a_write_that_happened(control: httpx.Client, token: str) -> None:
+    control.post(
+        "/_emulator/faults",
+        json={"path": ORGS, "method": "POST", "latency_ms": 5000, "when": "after", "count": 1},
+    ).raise_for_status()
+    with pytest.raises(httpx.ReadTimeout):  # the caller gives up waiting for the answer...
+        control.post(
+            ORGS, json={"name": "Held Response", "slug": "held-response"}, headers=_auth(token), timeout=0.5
+        )
+    # ...but the organization exists already.
+    assert "held-response" in _org_slugs(control, token)
+
+
 def test_fault_validation(control: httpx.Client) -> None:
     assert control.post("/_emulator/faults", json={"path": ORGS, "status": 200}).status_code == 422
     assert control.post("/_emulator/faults", json={"path": ORGS, "when": "later"}).status_code == 422
@@ -218,6 +231,7 @@ def test_request_log_fields(emulator: EmulatorServer, control: httpx.Client, tok
     ]
     first = log[0]
     assert set(first) >= {"method", "path", "query", "client", "organization", "status", "duration_ms"}
+    assert first["started_ms"] <= log[1]["started_ms"] <= log[2]["started_ms"]
     assert first["query"] == "limit=5"
     assert first["client"] == "polar_ci_connectpolardemolocal0000000000000000"
     assert first["duration_ms"] >= 0
