@@ -26,6 +26,7 @@ Figures (the last line carries them as ``key=value``):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -279,6 +280,7 @@ def main() -> None:
         wave_s = time.monotonic() - started
         people.join(timeout=expected_s * 2)
         wave = bearer_calls(control)
+        (tmp / "wave.json").write_text(json.dumps(wave))
         first, last = min(r["started_ms"] for r in wave), max(r["started_ms"] for r in wave)
         per_minute = len(wave) / ((last - first) / 60000)
         wave_429 = sum(r["status"] == 429 for r in wave)

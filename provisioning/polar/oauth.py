@@ -60,10 +60,11 @@ class PolarOAuth:
     def __init__(
         self, endpoints: PolarEndpoints, *, timeout: float = 10.0, caller: lanes.Caller | None = None
     ) -> None:
-        """Each call first takes room in the environment's shared rate budget, in ``caller``'s lane
-        (by default the lane of the context this is built in)."""
+        """Each call first takes room in the budget of the environment's token endpoints (Polar counts
+        them by address, not by client), in ``caller``'s lane (by default the lane of the context
+        this is built in)."""
         self.endpoints = endpoints
-        self.budget = budget_for(endpoints.api_url)
+        self.budget = budget_for(endpoints.api_url, token_endpoints=True)
         self.caller = caller or lanes.current()
         self.timeout = timeout
         self.token_url = f"{endpoints.api_url}/v1/oauth2/token"
