@@ -14,7 +14,9 @@ import httpx
 import pytest
 from polar_emulator import EmulatorServer
 
+from provisioning.config import Settings
 from provisioning.polar.client import PolarApi
+from provisioning.polar.oauth import PolarOAuth
 from provisioning.polar.errors import PolarBusy
 from provisioning.ratelimit import lanes, registry
 from provisioning.ratelimit.budget import BudgetExhausted, RateBudget
@@ -128,7 +130,9 @@ def test_a_429_from_polar_pauses_the_client_for_everyone(
 CALLER = textwrap.dedent(
     """
     import sys
-    from provisioning.polar.client import PolarApi
+    from provisioning.config import Settings
+from provisioning.polar.client import PolarApi
+from provisioning.polar.oauth import PolarOAuth
     from provisioning.ratelimit import lanes, registry
     from provisioning.ratelimit.budget import RateBudget
 
@@ -167,3 +171,26 @@ def test_processes_share_one_budget_exactly_as_polar_sees_it(
     busiest = max(sum(1 for t in starts if s <= t < s + 2000) for s in starts)
     assert busiest <= 10, json.dumps(starts)
     assert starts[-1] - starts[0] >= 2000  # 24 calls at 10 per 2 s cannot take less
+
+
+def test_the_token_endpoints_have_a_budget_of_their_own(
+    emulator: EmulatorServer, redis_url: str, settings: Settings
+) -> None:
+    """Polar counts a call with an access token against the OAuth client, and a call to the token
+    endpoints (no access token) against the caller's address: a paused client budget does not stop
+    an introspection, a paused token-endpoint budget does."""
+    token = user_token(emulator)
+    registry.install(settings.model_copy(update={"redis_url": redis_url}))
+    client_budget = registry.budget_for(emulator.url)
+    token_budget = registry.budget_for(emulator.url, token_endpoints=True)
+    assert client_budget is not None and token_budget is not None
+    assert client_budget.key != token_budget.key
+
+    client_budget.pause(30)
+    assert PolarOAuth(settings.polar()).introspect(token).active
+    with pytest.raises(PolarBusy):
+        list_orgs(PolarApi(emulator.url, token))
+
+    token_budget.pause(30)
+    with pytest.raises(PolarBusy):
+        PolarOAuth(settings.polar()).introspect(token)
