@@ -1,10 +1,13 @@
-"""The worker process's entry point: ``python worker.py [--burst]`` (Procfile ``worker``).
+"""The worker process's entry point: ``python worker.py [--burst] [--processes N] [--simple]``
+(Procfile ``worker``).
 
 Like ``wsgi.py`` for the web, this is where the process is composed: it loads every table of the
 shared metadata (the domain's and the web layer's account tables, which the domain's foreign keys
 name), checks the settings and that the encryption keys decrypt the database's key canary
-(stopping with one line naming the setting otherwise), configures the database, sweeps the outbox for runs whose enqueue was lost, and runs an RQ
-worker with the JSON serializer on the queue of provisioning runs.
+(stopping with one line naming the setting otherwise), configures the database, warms up
+(``runs.warmup``), sweeps the outbox for runs whose enqueue was lost, and runs RQ (JSON serializer)
+on the queue of provisioning runs in a pool of warm job processes (``runs.pool``, which says why),
+``WORKER_PROCESSES`` of them (default 2); this process supervises them and sweeps.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sys
 import threading
 from datetime import timedelta
 
-from rq import SimpleWorker, Worker
+from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 import app.accounts.models  # noqa: F401  (tables that provisioning's foreign keys refer to)
@@ -29,10 +32,13 @@ from provisioning.connect.service import purge_expired_attempts
 from provisioning.db import Database, configure
 from provisioning.health import monitor
 from provisioning.observability import logs, multiproc
-from provisioning.runs import periodic, queue
+from provisioning.runs import periodic, queue, warmup
+from provisioning.runs.pool import WarmPool
 
 log = logging.getLogger("connect_polar.worker")
 PURGE_EVERY = timedelta(hours=1)
+PROCESSES_ENV = "WORKER_PROCESSES"
+DEFAULT_PROCESSES = 2
 
 
 def sweep(database: Database, settings: Settings) -> None:
@@ -74,17 +80,42 @@ def _sweep_forever(database: Database, settings: Settings, stop: threading.Event
         sweep(database, settings)
 
 
+def _processes(raw: str | None) -> int:
+    """WORKER_PROCESSES: job processes in the pool (a whole number, at least 1)."""
+    raw = (raw or "").strip()
+    try:
+        value = int(raw) if raw else DEFAULT_PROCESSES
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{PROCESSES_ENV} must be a whole number of at least 1, not {raw!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python worker.py", description=__doc__)
     parser.add_argument("--burst", action="store_true", help="work until the queue is empty, then exit")
-    parser.add_argument("--simple", action="store_true", help="run jobs in this process (no fork)")
+    parser.add_argument(
+        "--simple", action="store_true", help="run jobs in this one process (no pool, no fork)"
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help=f"job processes in the pool (default ${PROCESSES_ENV} or 2)",
+    )
     args = parser.parse_args(argv)
-    # Metrics of this process and its work-horses: files under $PROMETHEUS_MULTIPROC_DIR/worker
+    # Metrics of this process and its job processes: files under $PROMETHEUS_MULTIPROC_DIR/worker
     # (default instance/metrics/worker), emptied now; the web's /metrics merges them on one host.
     multiproc.prepare("worker")
     try:
         settings = Settings.from_env()
         logs.configure(settings.log_format)  # JSON in production, readable lines elsewhere
+        processes = (
+            args.processes if args.processes is not None else _processes(os.environ.get(PROCESSES_ENV))
+        )
+        if processes < 1:
+            raise ConfigError(f"--processes must be at least 1, not {processes}")
         startup.check_catalog(settings)
         database = configure(Database(url=settings.database_url))
         startup.check_keys(database, settings)  # the keys must be this database's: never work with others
@@ -92,20 +123,42 @@ def main(argv: list[str] | None = None) -> int:
         startup.stop(exc, 2)
     engine = database.engine
     assert engine is not None
-    # RQ forks a work horse per job: the child must open its own connections, never reuse the
-    # parent's pooled sockets (the parent's sweeper thread keeps using them).
+    # Everything a run uses, built once here and inherited by every job process (runs.warmup).
+    warmed = warmup.warm(settings, database)
+    log.info("worker warmed up: %s", warmed)
+    # A forked child (a job process, RQ's scheduler) opens its own connections, never reusing this
+    # process's pooled sockets (its sweeper thread keeps using them).
     os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
     sweep(database, settings)
+    engine.dispose()  # before the job processes are forked: no socket of ours is shared with them
     stop = threading.Event()
-    if not args.burst:
-        threading.Thread(target=_sweep_forever, args=(database, settings, stop), daemon=True).start()
+
+    def start_sweeper() -> None:
+        if not args.burst:
+            threading.Thread(target=_sweep_forever, args=(database, settings, stop), daemon=True).start()
+
     connection = queue.connect(settings.redis_url)
-    worker_class = SimpleWorker if args.simple or sys.platform == "darwin" else Worker
-    worker = worker_class(
-        [queue.get_queue(connection, queue.QUEUE_NAME)], connection=connection, serializer=JSONSerializer
-    )
     try:
-        worker.work(burst=args.burst, with_scheduler=not args.burst)
+        if args.simple or sys.platform == "darwin":  # macOS: no fork (its system libraries forbid it)
+            warmup.warm_process(settings, database)
+            start_sweeper()
+            worker = SimpleWorker(
+                [queue.get_queue(connection, queue.QUEUE_NAME)],
+                connection=connection,
+                serializer=JSONSerializer,
+            )
+            worker.work(burst=args.burst, with_scheduler=not args.burst)
+        else:
+            pool = WarmPool(
+                [queue.QUEUE_NAME],
+                connection=connection,
+                num_workers=processes,
+                worker_class=SimpleWorker,
+                serializer=JSONSerializer,
+                prepare=lambda: warmup.warm_process(settings, database),
+                on_started=start_sweeper,
+            )
+            pool.start(burst=args.burst)
     finally:
         stop.set()
     return 0

@@ -1,8 +1,15 @@
 """A worker killed mid-run (SIGKILL, as an OOM kill, a lost machine or a deploy's grace period
-running out would) and, separately, only its work-horse: the run's lease lapses, the run is put back
-to queued and resumed by the next job, and it is ``ready`` within seconds with exactly one object
-per plan at Polar. A warm shutdown (SIGTERM) finishes the run under way. Real worker processes
-(``python worker.py``), with the lease and the sweeper compressed by their settings."""
+running out would) and, separately, only the job process running the run (the pool's equivalent
+of RQ's work-horse, ``runs.pool``): the run's lease lapses, the run is put back to queued and
+resumed by the next job, and it is ``ready`` within seconds with exactly one object per plan at
+Polar and the webhook secret Polar holds. A warm shutdown (SIGTERM) finishes the run under way.
+Real worker processes (``python worker.py``), with the lease and the sweeper compressed by their
+settings.
+
+The run is held where every product exists at Polar and attaching their benefits is held; the
+test waits for that, never for time. Polar's held calls answer 503 when the hold ends (long after
+the test), so a call whose caller was killed never lands later, e.g. in another test's Polar.
+"""
 
 from __future__ import annotations
 
@@ -13,27 +20,33 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import redis
+import sqlalchemy as sa
 from polar_emulator import EmulatorServer
+from rq import Worker
+from rq.serializers import JSONSerializer
 
 from provisioning.catalog import load_catalog
 from provisioning.catalog.desired import WORKSPACE_KEY
 from provisioning.config import Settings
 from provisioning.db import Database
 from provisioning.integrations.models import PolarIntegration
-from provisioning.integrations.service import access_token
-from provisioning.runs.models import ProvisioningRun, RunStatus
-from provisioning.runs.queue import enqueue_run
+from provisioning.integrations.service import access_token, decrypt_secret
+from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
+from provisioning.runs.queue import enqueue_run, job_id
 from tests.committed import Connected, connect_committed, platform_env
 
 ROOT = Path(__file__).resolve().parent.parent
 LEASE_SECONDS = "2"  # the run's lease: it lapses 2 s after its worker dies
 SWEEP_SECONDS = "0.5"
 RESUME_DEADLINE = 30.0  # the run is ready within this many seconds of the kill
-HELD_PATH = "/v1/products/*/benefits"  # attaching benefits hangs: products exist, mappings not yet
+HOLD_MS = 60_000  # longer than any test: a held call is only ever released by the kill
 
 
 def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> float:
@@ -43,6 +56,11 @@ def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
     return time.monotonic()
+
+
+def _hold(path: str, method: str, **extra: Any) -> dict[str, Any]:
+    """An emulator fault that holds matching calls for longer than the test, then fails them."""
+    return {"path": path, "method": method, "latency_ms": HOLD_MS, "status": 503, **extra}
 
 
 class Platform:
@@ -71,26 +89,59 @@ class Platform:
             run = session.get(ProvisioningRun, run_id)
             return run.status if run is not None else None
 
-    def products_created(self) -> bool:
-        calls = self.control.get("/_emulator/requests").json()
-        created = sum(
-            c["method"] == "POST" and c["path"] == "/v1/products/" and c["status"] == 201 for c in calls
-        )
-        return created == len(self.catalog.plans)
+    def step_status(self, run_id: str, name: str) -> StepStatus | None:
+        with self.database.transaction() as session:
+            return session.scalar(
+                sa.select(ProvisioningStep.status).where(
+                    ProvisioningStep.run_id == run_id, ProvisioningStep.name == name
+                )
+            )
 
-    def assert_one_object_per_plan(self, connected: Connected) -> None:
+    def integration(self, connected: Connected) -> PolarIntegration:
         with self.database.transaction() as session:
             integration = session.get(PolarIntegration, connected.integration_id)
             assert integration is not None
-            token, org_id = access_token(self.settings, integration), integration.polar_org_id
-            assert integration.status == "ready"
-            assert len(integration.product_mappings) == len(self.catalog.plans)
-        headers = {"Authorization": f"Bearer {token}"}
+            session.expunge(integration)
+            return integration
 
-        def ours(path: str) -> list[dict]:
-            items = self.control.get(
-                path, params={"organization_id": org_id, "limit": 100}, headers=headers
-            ).json()["items"]
+    def calls(self, method: str, path: str, status: int) -> int:
+        """Completed calls at Polar (a held call is logged once it is answered)."""
+        log = self.control.get("/_emulator/requests").json()
+        return sum(c["method"] == method and c["path"] == path and c["status"] == status for c in log)
+
+    def held(self) -> int:
+        """Calls a fault of the test is holding (or has held) at Polar."""
+        return sum(f["hits"] for f in self.control.get("/_emulator/faults").json())
+
+    def polar(self, connected: Connected, path: str, **params: Any) -> dict[str, Any]:
+        integration = self.integration(connected)
+        token = access_token(self.settings, integration)
+        params = {"organization_id": integration.polar_org_id, "limit": 100, **params}
+        response = self.control.get(path, params=params, headers={"Authorization": f"Bearer {token}"})
+        response.raise_for_status()
+        return response.json()
+
+    def job_process(self, run_id: str) -> int | None:
+        """The pid of the process running the run's job (RQ's registration of the worker running it)."""
+        connection = redis.Redis.from_url(self.settings.redis_url)
+        try:
+            for worker in Worker.all(connection=connection, serializer=JSONSerializer):
+                if worker.get_current_job_id() == job_id(run_id):
+                    return worker.pid
+            return None
+        finally:
+            connection.close()
+
+    def assert_one_object_per_plan(self, connected: Connected) -> None:
+        integration = self.integration(connected)
+        assert integration.status == "ready"
+        with self.database.transaction() as session:
+            mapped = session.get(PolarIntegration, connected.integration_id)
+            assert mapped is not None
+            assert len(mapped.product_mappings) == len(self.catalog.plans)
+
+        def ours(path: str) -> list[dict[str, Any]]:
+            items = self.polar(connected, path)["items"]
             return [
                 i for i in items if (i.get("metadata") or {}).get(WORKSPACE_KEY) == connected.workspace_id
             ]
@@ -98,10 +149,14 @@ class Platform:
         assert len(ours("/v1/products/")) == len(self.catalog.plans)
         assert len(ours("/v1/benefits/")) == len(self.catalog.benefits)
         assert len(ours("/v1/meters/")) == len(self.catalog.meters)
-        endpoints = self.control.get(
-            "/v1/webhooks/endpoints", params={"organization_id": org_id}, headers=headers
-        ).json()
+        endpoints = self.polar(connected, "/v1/webhooks/endpoints")
         assert endpoints["pagination"]["total_count"] == 1
+        [endpoint] = endpoints["items"]
+        # The secret we verify deliveries with is the one Polar signs them with.
+        assert integration.webhook_endpoint_id == endpoint["id"]
+        assert integration.webhook_secret is not None
+        stored = decrypt_secret(self.settings, integration.id, "webhook_secret", integration.webhook_secret)
+        assert stored == endpoint["secret"]
 
 
 @pytest.fixture
@@ -113,11 +168,11 @@ def platform(
     control: httpx.Client,
 ) -> Iterator[Platform]:
     env = platform_env(pg_url=pg_url, redis_url=redis_url, polar_url=emulator.url)
-    env |= {"RUN_LEASE_SECONDS": LEASE_SECONDS, "SWEEP_EVERY_SECONDS": SWEEP_SECONDS}
+    env |= {"RUN_LEASE_SECONDS": LEASE_SECONDS, "SWEEP_EVERY_SECONDS": SWEEP_SECONDS, "WORKER_PROCESSES": "2"}
     platform = Platform(committing_database, env, control)
     yield platform
     for worker in platform.workers:
-        for pid in [*_children(worker.pid), worker.pid]:
+        for pid in [*_descendants(worker.pid), worker.pid]:
             _kill(pid)
         worker.wait(timeout=10)
 
@@ -132,15 +187,11 @@ def _children(pid: int) -> list[int]:
     return children
 
 
-def _work_horse(worker_pid: int) -> int | None:
-    """RQ's work-horse: the worker's child that leads its own process group (the scheduler does not)."""
-    for child in _children(worker_pid):
-        try:
-            if os.getpgid(child) == child:
-                return child
-        except ProcessLookupError:
-            continue
-    return None
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for child in _children(pid):
+        found += [child, *_descendants(child)]
+    return found
 
 
 def _kill(pid: int) -> None:
@@ -148,69 +199,111 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _held_mid_run(platform: Platform, name: str) -> tuple[Connected, subprocess.Popen[bytes], int]:
-    """A connect whose run a worker process has taken to Polar's product creates, and is held there."""
+# -- the kill points ----------------------------------------------------------------------------
+
+
+@dataclass
+class KillPoint:
+    """How a run is held at one point of the saga, how the test knows it is there, and how the
+    hold is released once the process is killed."""
+
+    name: str
+    faults: tuple[dict[str, Any], ...] = ()
+    reached: Callable[[Platform, Connected], bool] = lambda platform, connected: platform.held() > 0
+    lock_mappings: bool = False
+
+
+def _after_products(platform: Platform, connected: Connected) -> bool:
+    return platform.held() > 0 and platform.calls("POST", "/v1/products/", 201) == len(platform.catalog.plans)
+
+
+KILL_POINTS = [
+    KillPoint("products", (_hold("/v1/products/*/benefits", "POST"),), _after_products),
+]
+
+
+@contextlib.contextmanager
+def _held_mid_run(
+    platform: Platform, point: KillPoint, name: str
+) -> Iterator[tuple[Connected, subprocess.Popen[bytes], Callable[[], None]]]:
+    """A connect whose run a worker process has taken to ``point`` and is held there. Yields the
+    connection, the worker and ``release`` (call it right after the kill)."""
     connected = connect_committed(platform.database, platform.settings, name=name)
-    platform.control.post(
-        "/_emulator/faults", json={"path": HELD_PATH, "latency_ms": 60000}
-    ).raise_for_status()
-    worker = platform.start_worker()
-    enqueue_run(connected.run_id, platform.settings.redis_url)
-    _wait_for(platform.products_created, "Polar to create every product")
-    horse = _work_horse(worker.pid)
-    assert horse is not None
-    return connected, worker, horse
+    for fault in point.faults:
+        platform.control.post("/_emulator/faults", json=fault).raise_for_status()
+    lock = platform.database.engine.connect() if point.lock_mappings else None
+    if lock is not None:
+        lock.begin()
+        lock.execute(sa.text("LOCK TABLE polar_product_mapping IN EXCLUSIVE MODE"))
+
+    def release() -> None:
+        platform.control.delete("/_emulator/faults").raise_for_status()
+        if lock is not None and not lock.closed:
+            lock.rollback()
+            lock.close()
+
+    try:
+        worker = platform.start_worker()
+        enqueue_run(connected.run_id, platform.settings.redis_url)
+        _wait_for(lambda: point.reached(platform, connected), f"the run to be held at {point.name}")
+        assert platform.run_status(connected.run_id) == RunStatus.RUNNING
+        yield connected, worker, release
+    finally:
+        release()
 
 
-def test_a_killed_worker_s_run_resumes_on_the_next_worker_within_seconds(platform: Platform) -> None:
-    connected, worker, horse = _held_mid_run(platform, "Crash Worker")
-
-    killed = time.monotonic()
-    os.killpg(worker.pid, signal.SIGKILL)  # the worker (and its scheduler)...
-    _kill(horse)  # ...and its work-horse, which leads a process group of its own
-    worker.wait(timeout=10)
-    platform.control.delete("/_emulator/faults").raise_for_status()
-    platform.start_worker()  # the platform restarts the worker
-
+def _assert_resumed(platform: Platform, connected: Connected, killed: float, what: str) -> None:
     done = _wait_for(
         lambda: platform.run_status(connected.run_id) == RunStatus.SUCCEEDED,
         "the run to be resumed and finished",
         timeout=RESUME_DEADLINE,
     )
-    print(f"worker killed: ready {done - killed:.1f}s after the kill")
+    print(f"{what}: ready {done - killed:.1f}s after the kill")
     platform.assert_one_object_per_plan(connected)
     with platform.database.transaction() as session:
         run = session.get(ProvisioningRun, connected.run_id)
         assert run is not None and run.attempts == 2 and run.error is None
 
 
-def test_a_killed_work_horse_s_run_resumes_on_the_same_worker_within_seconds(platform: Platform) -> None:
-    connected, worker, horse = _held_mid_run(platform, "Crash Horse")
+@pytest.mark.parametrize("point", KILL_POINTS, ids=lambda p: p.name)
+def test_a_killed_worker_s_run_resumes_on_the_next_worker_within_seconds(
+    platform: Platform, point: KillPoint
+) -> None:
+    with _held_mid_run(platform, point, f"Crash Worker {point.name}") as (connected, worker, release):
+        killed = time.monotonic()
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker, its job processes and RQ's scheduler
+        worker.wait(timeout=10)
+        release()
+        platform.start_worker()  # the platform restarts the worker
 
-    killed = time.monotonic()
-    _kill(horse)
-    platform.control.delete("/_emulator/faults").raise_for_status()
+    _assert_resumed(platform, connected, killed, f"worker killed at {point.name}")
 
-    done = _wait_for(
-        lambda: platform.run_status(connected.run_id) == RunStatus.SUCCEEDED,
-        "the run to be resumed and finished",
-        timeout=RESUME_DEADLINE,
-    )
-    print(f"work-horse killed: ready {done - killed:.1f}s after the kill")
+
+@pytest.mark.parametrize("point", KILL_POINTS, ids=lambda p: p.name)
+def test_a_killed_job_process_s_run_resumes_on_the_same_worker_within_seconds(
+    platform: Platform, point: KillPoint
+) -> None:
+    with _held_mid_run(platform, point, f"Crash Job {point.name}") as (connected, worker, release):
+        pid = platform.job_process(connected.run_id)
+        assert pid is not None and pid in _children(worker.pid)
+        killed = time.monotonic()
+        _kill(pid)  # only the job process: the worker lives on, starts another and resumes the run
+        release()
+
+    _assert_resumed(platform, connected, killed, f"job process killed at {point.name}")
     assert worker.poll() is None  # the worker itself lived on and did it
-    platform.assert_one_object_per_plan(connected)
 
 
 def test_a_warm_shutdown_finishes_the_run_under_way(platform: Platform) -> None:
     connected = connect_committed(platform.database, platform.settings, name="Warm Shutdown")
     platform.control.post(
-        "/_emulator/faults", json={"path": HELD_PATH, "latency_ms": 1500}
+        "/_emulator/faults", json={"path": "/v1/products/*/benefits", "latency_ms": 1500}
     ).raise_for_status()
     worker = platform.start_worker()
     enqueue_run(connected.run_id, platform.settings.redis_url)
-    _wait_for(platform.products_created, "Polar to create every product")
+    _wait_for(lambda: platform.held() > 0, "Polar to hold attaching benefits")
 
-    worker.send_signal(signal.SIGTERM)  # a deploy: RQ's warm shutdown waits for the current job
+    worker.send_signal(signal.SIGTERM)  # a deploy: each job process finishes its job, then stops
 
     assert worker.wait(timeout=RESUME_DEADLINE) == 0
     assert platform.run_status(connected.run_id) == RunStatus.SUCCEEDED
