@@ -1,14 +1,23 @@
 """A worker killed mid-run (SIGKILL, as an OOM kill, a lost machine or a deploy's grace period
 running out would) and, separately, only the job process running the run (the pool's equivalent
-of RQ's work-horse, ``runs.pool``): the run's lease lapses, the run is put back to queued and
-resumed by the next job, and it is ``ready`` within seconds with exactly one object per plan at
-Polar and the webhook secret Polar holds. A warm shutdown (SIGTERM) finishes the run under way.
-Real worker processes (``python worker.py``), with the lease and the sweeper compressed by their
-settings.
+of RQ's work-horse, ``runs.pool``), at five points of a run: the run's lease lapses, the run is put
+back to queued and resumed by the next job, and it is ``ready`` within seconds of the kill with
+exactly one object per plan at Polar and the webhook secret Polar holds. A warm shutdown (SIGTERM)
+finishes the run under way. Real worker processes (``python worker.py``), with the lease and the
+sweeper compressed by their settings.
 
-The run is held where every product exists at Polar and attaching their benefits is held; the
-test waits for that, never for time. Polar's held calls answer 503 when the hold ends (long after
-the test), so a call whose caller was killed never lands later, e.g. in another test's Polar.
+Each kill point is held by something observable, and the test waits for it, never for time:
+
+- ``reads``: every read is held at Polar (the account check and the four list calls), no write
+  has been sent;
+- ``meters_and_benefits``: meters and benefits exist at Polar, the product creates are held;
+- ``products``: every product exists at Polar, attaching their benefits is held;
+- ``endpoint``: Polar created the webhook endpoint but holds its answer, so our process never got
+  the endpoint's secret (none is stored);
+- ``mappings``: the run is inserting its product mappings, held by a lock on their table.
+
+Polar's held calls answer 503 when the hold ends (long after the test), so a call whose caller was
+killed never lands later, e.g. in another test's Polar.
 """
 
 from __future__ import annotations
@@ -213,12 +222,52 @@ class KillPoint:
     lock_mappings: bool = False
 
 
+def _at_reads(platform: Platform, connected: Connected) -> bool:
+    return platform.held() >= 5 and platform.calls("POST", "/v1/meters/", 201) == 0
+
+
+def _after_meters_and_benefits(platform: Platform, connected: Connected) -> bool:
+    return platform.held() > 0 and platform.calls("POST", "/v1/benefits/", 201) == len(
+        platform.catalog.benefits
+    )
+
+
 def _after_products(platform: Platform, connected: Connected) -> bool:
     return platform.held() > 0 and platform.calls("POST", "/v1/products/", 201) == len(platform.catalog.plans)
 
 
+def _endpoint_without_secret(platform: Platform, connected: Connected) -> bool:
+    if not platform.polar(connected, "/v1/webhooks/endpoints")["items"]:
+        return False
+    assert platform.integration(connected).webhook_secret is None  # our process never got it
+    return True
+
+
+def _in_mappings(platform: Platform, connected: Connected) -> bool:
+    if platform.step_status(connected.run_id, "save_mappings") != StepStatus.RUNNING:
+        return False
+    with platform.database.transaction() as session:  # the run's insert is waiting for the lock
+        return bool(
+            session.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        )
+
+
 KILL_POINTS = [
+    KillPoint("reads", (_hold("/v1/*", "GET"),), _at_reads),
+    KillPoint("meters_and_benefits", (_hold("/v1/products/", "POST"),), _after_meters_and_benefits),
     KillPoint("products", (_hold("/v1/products/*/benefits", "POST"),), _after_products),
+    KillPoint(
+        "endpoint",
+        # Polar creates the endpoint, then holds the answer that carries its secret.
+        ({"path": "/v1/webhooks/endpoints", "method": "POST", "latency_ms": HOLD_MS, "when": "after"},),
+        _endpoint_without_secret,
+    ),
+    KillPoint("mappings", (), _in_mappings, lock_mappings=True),
 ]
 
 
