@@ -214,6 +214,26 @@ def test_wrong_secret_is_401_unknown_client_400(control: httpx.Client) -> None:
     )
 
 
+@pytest.mark.parametrize("path", [TOKEN_URL, "/v1/oauth2/introspect", "/v1/oauth2/revoke"])
+@pytest.mark.parametrize("secret", ["polar_cs_s\u00e9cret", "\u79d8\u5bc6", DEMO_CLIENT_SECRET + "\u00e9"])
+def test_non_ascii_client_secret_is_invalid_client(control: httpx.Client, path: str, secret: str) -> None:
+    """Once a 500 (``hmac.compare_digest`` refuses non-ASCII ``str``); Authlib answers 401."""
+    tokens_now = tokens(control)
+    data = {
+        "grant_type": "refresh_token",
+        "refresh_token": tokens_now["refresh_token"],
+        "token": tokens_now["access_token"],
+        "client_id": DEMO_CLIENT_ID,
+        "client_secret": secret,
+    }
+    _assert_oauth_error(control.post(path, data=data), 401, "invalid_client")
+    if path != TOKEN_URL:  # introspection and revocation also take client_secret_basic
+        basic = control.post(path, data={"token": tokens_now["access_token"]}, auth=(DEMO_CLIENT_ID, secret))
+        _assert_oauth_error(basic, 401, "invalid_client")
+    # Nothing was refreshed or revoked.
+    assert userinfo(control, tokens_now["access_token"]).status_code == 200
+
+
 def test_confidential_client_cannot_skip_its_secret(control: httpx.Client) -> None:
     code = get_code(control)
     _assert_oauth_error(exchange(control, code, client_secret=None), 401, "invalid_client")

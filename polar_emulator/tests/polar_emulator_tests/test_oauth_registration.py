@@ -317,6 +317,10 @@ def test_bad_registration_token(control: httpx.Client) -> None:
         )
         assert_oauth_error(response, 401, "invalid_client")
 
+    # A token with non-ASCII characters (latin-1 bytes in the header) is refused, never a 500.
+    latin = {"Authorization": "Bearer polar_crt_s\u00e9cret".encode("latin-1")}
+    assert_oauth_error(control.get(uri, headers=latin), 401, "invalid_client")
+
     # Unknown client, or a client with no registration token (the seeded demo client).
     unknown = control.get(
         f"{REGISTER_URL}/polar_ci_unknown", headers=bearer(reg["registration_access_token"])

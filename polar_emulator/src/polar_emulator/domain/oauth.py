@@ -47,6 +47,12 @@ CLIENT_METADATA_KEYS = (
 )
 
 
+def _same(expected: str, given: str) -> bool:
+    """Constant-time equality of two strings of any characters (``hmac.compare_digest`` raises
+    TypeError on non-ASCII ``str``, which answered a 500 instead of ``invalid_client``)."""
+    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8", "surrogatepass"))
+
+
 @dataclass
 class OAuth2Client(ClientMixin):
     client_id: str
@@ -100,9 +106,7 @@ class OAuth2Client(ClientMixin):
             setattr(self, key, value)
 
     def check_registration_access_token(self, token: str) -> bool:
-        return self.registration_access_token is not None and hmac.compare_digest(
-            self.registration_access_token, token
-        )
+        return self.registration_access_token is not None and _same(self.registration_access_token, token)
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -120,7 +124,7 @@ class OAuth2Client(ClientMixin):
         return redirect_uri in self.redirect_uris
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return self.client_secret is not None and hmac.compare_digest(self.client_secret, client_secret)
+        return self.client_secret is not None and _same(self.client_secret, client_secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         if endpoint == "token":
