@@ -20,7 +20,10 @@ Figures (the last line carries them as ``key=value``):
   benefit or meter, or more than one webhook endpoint, counted at the local Polar;
 - ``interactive_p95_ms``: the interactive calls' budget wait, 95th percentile;
 - ``rollout_ratio``: wall time of the rollout (start to every run over) over the time R allows for
-  its calls (its calls counted at the local Polar ÷ R).
+  its calls (its calls counted at the local Polar ÷ R), started once the wave's last minute passed.
+
+Calls are counted as Polar counts them against the client: with one of its access tokens (the
+token endpoints are counted by address, in a budget of their own).
 """
 
 from __future__ import annotations
@@ -83,10 +86,16 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+TOKEN_ENDPOINTS = ("/v1/oauth2/token", "/v1/oauth2/introspect", "/v1/oauth2/revoke")
+
+
 def bearer_calls(control: httpx.Client) -> list[dict]:
-    """Calls the rate limit counts: those made with a token of the client."""
+    """Calls Polar counts against the OAuth client: those made with one of its access tokens (the
+    token endpoints authenticate the client itself and are counted by address instead)."""
     return [
-        r for r in control.get("/_emulator/requests").json() if r["client"] and r["path"].startswith("/v1")
+        r
+        for r in control.get("/_emulator/requests").json()
+        if r["client"] and r["path"].startswith("/v1") and r["path"] not in TOKEN_ENDPOINTS
     ]
 
 
@@ -289,7 +298,9 @@ def main() -> None:
             f"in {(last - first) / 1000:.1f}s = {per_minute:.0f}/min (R = {rate}/min); {wave_429} answered 429"
         )
 
-        # The rollout: a catalog change, to every ready connection.
+        # The rollout: a catalog change, to every ready connection, once the wave's minute has
+        # passed (the rollout's own pacing is measured, not the wave's leftovers).
+        time.sleep(62)
         plans.write_text(plans.read_text().replace("For growing teams", "For teams that grow"))
         changed = load_catalog(plans)
         control.delete("/_emulator/requests")
