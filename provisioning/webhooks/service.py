@@ -117,13 +117,19 @@ def _receive(
 
 
 def _verified(body: bytes, headers: Mapping[str, str], secret: str) -> bool:
+    """Each entry of ``webhook-signature`` is checked on its own: standardwebhooks stops at the
+    first malformed entry (no comma, bad base64), which must not hide a valid one after it."""
     keys = [base64.b64encode(secret.encode()).decode(), secret]  # Polar's original, then standard
+    entries = headers.get("webhook-signature", "").split(" ")
     for key in keys:
-        try:
-            Webhook(key).verify(body, dict(headers), json_parse=False)
-            return True
-        except (WebhookVerificationError, ValueError, binascii.Error):
-            continue
+        for entry in entries:
+            if not entry.startswith("v1,"):
+                continue
+            try:
+                Webhook(key).verify(body, {**headers, "webhook-signature": entry}, json_parse=False)
+                return True
+            except (WebhookVerificationError, ValueError, binascii.Error):
+                continue
     return False
 
 

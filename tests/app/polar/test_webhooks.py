@@ -210,3 +210,25 @@ def test_a_signed_delivery_with_a_long_webhook_id_is_recorded_once(client, sessi
     stored = session.scalars(select(PolarWebhookEvent.webhook_id)).all()
     assert len(stored) == 1 and len(stored[0]) <= 128
     assert stored[0] == long_id if length <= 128 else stored[0].startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    "before",
+    ["garbage", "v1,not-base64!", "v1,", "v2,abc=", "v1," + base64.b64encode(b"x" * 32).decode()],
+)
+def test_a_malformed_or_wrong_signature_entry_before_a_valid_one_does_not_reject_it(
+    client, session, integration, before
+):
+    body, headers = signed(event())
+    headers["webhook-signature"] = f"{before} {headers['webhook-signature']}"
+
+    assert post(client, integration, body, headers).status_code == 202
+    assert recorded(session) == 1
+
+
+def test_a_signature_header_with_only_malformed_entries_is_refused(client, session, integration):
+    body, headers = signed(event())
+    headers["webhook-signature"] = "garbage v1,not-base64! v1,"
+
+    assert post(client, integration, body, headers).status_code == 403
+    assert recorded(session) == 0
