@@ -16,8 +16,8 @@ from polar_emulator import EmulatorServer
 
 from provisioning.config import Settings
 from provisioning.polar.client import PolarApi
-from provisioning.polar.oauth import PolarOAuth
 from provisioning.polar.errors import PolarBusy
+from provisioning.polar.oauth import PolarOAuth
 from provisioning.ratelimit import lanes, registry
 from provisioning.ratelimit.budget import BudgetExhausted, RateBudget
 from tests.provisioning.polar.test_client import ORGS, list_orgs, user_token
