@@ -7,7 +7,7 @@ name), checks the settings and that the encryption keys decrypt the database's k
 (stopping with one line naming the setting otherwise), configures the database, warms up
 (``runs.warmup``), sweeps the outbox for runs whose enqueue was lost, and runs RQ (JSON serializer)
 on the queue of provisioning runs in a pool of warm job processes (``runs.pool``, which says why),
-``WORKER_PROCESSES`` of them (default 2); this process supervises them and sweeps.
+``--processes`` of them (default 2); this process supervises them, sweeps and schedules retries.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from provisioning.runs.pool import WarmPool
 
 log = logging.getLogger("connect_polar.worker")
 PURGE_EVERY = timedelta(hours=1)
-PROCESSES_ENV = "WORKER_PROCESSES"
 DEFAULT_PROCESSES = 2
 
 
@@ -80,15 +79,14 @@ def _sweep_forever(database: Database, settings: Settings, stop: threading.Event
         sweep(database, settings)
 
 
-def _processes(raw: str | None) -> int:
-    """WORKER_PROCESSES: job processes in the pool (a whole number, at least 1)."""
-    raw = (raw or "").strip()
+def _processes(raw: str) -> int:
+    """``--processes``: a whole number, at least 1."""
     try:
-        value = int(raw) if raw else DEFAULT_PROCESSES
+        value = int(raw)
     except ValueError:
         value = 0
     if value < 1:
-        raise ConfigError(f"{PROCESSES_ENV} must be a whole number of at least 1, not {raw!r}")
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {raw!r}")
     return value
 
 
@@ -100,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--processes",
-        type=int,
-        default=None,
-        help=f"job processes in the pool (default ${PROCESSES_ENV} or 2)",
+        type=_processes,
+        default=DEFAULT_PROCESSES,
+        help=f"job processes in the pool (default {DEFAULT_PROCESSES})",
     )
     args = parser.parse_args(argv)
     # Metrics of this process and its job processes: files under $PROMETHEUS_MULTIPROC_DIR/worker
@@ -111,11 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         logs.configure(settings.log_format)  # JSON in production, readable lines elsewhere
-        processes = (
-            args.processes if args.processes is not None else _processes(os.environ.get(PROCESSES_ENV))
-        )
-        if processes < 1:
-            raise ConfigError(f"--processes must be at least 1, not {processes}")
         startup.check_catalog(settings)
         database = configure(Database(url=settings.database_url))
         startup.check_keys(database, settings)  # the keys must be this database's: never work with others
@@ -152,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             pool = WarmPool(
                 [queue.QUEUE_NAME],
                 connection=connection,
-                num_workers=processes,
+                num_workers=args.processes,
                 worker_class=SimpleWorker,
                 serializer=JSONSerializer,
                 prepare=lambda: warmup.warm_process(settings, database),

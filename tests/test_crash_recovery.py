@@ -177,7 +177,7 @@ def platform(
     control: httpx.Client,
 ) -> Iterator[Platform]:
     env = platform_env(pg_url=pg_url, redis_url=redis_url, polar_url=emulator.url)
-    env |= {"RUN_LEASE_SECONDS": LEASE_SECONDS, "SWEEP_EVERY_SECONDS": SWEEP_SECONDS, "WORKER_PROCESSES": "2"}
+    env |= {"RUN_LEASE_SECONDS": LEASE_SECONDS, "SWEEP_EVERY_SECONDS": SWEEP_SECONDS}
     platform = Platform(committing_database, env, control)
     yield platform
     for worker in platform.workers:

@@ -12,7 +12,7 @@ Why this model, and not RQ's default of a fresh fork per job or one process doin
   scheduler with it, and nothing runs until the platform restarts the process.
 - **A pool of warm processes** (this): the main process warms up (``runs.warmup.warm``: imports,
   mappers, catalog, polar-sdk's models; its database pool disposed), then only supervises, sweeps
-  and schedules retries. It forks ``WORKER_PROCESSES`` job processes; each warms its own
+  and schedules retries. It forks ``--processes`` job processes (2 by default); each warms its own
   connections (``runs.warmup.warm_process``) and runs jobs one after another in itself, so its
   polar-sdk client (HTTP keep-alive to Polar), database connections and compiled statements serve
   every run after the first. A job process that dies is replaced within about a second, forked warm
