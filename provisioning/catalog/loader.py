@@ -25,13 +25,23 @@ class CatalogError(ConnectPolarError, ValueError):
     """The catalog file is unusable; the message says where and what is wrong."""
 
 
+# The catalog last parsed from each file, with the text it was parsed from: a run (and each sweep)
+# loads the running catalog, parsed again only when its file's text changed. Catalog is frozen.
+_parsed: dict[Path, tuple[str, Catalog]] = {}
+
+
 def load_catalog(path: str | Path) -> Catalog:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CatalogError(f"{path}: cannot read the catalog file ({exc.strerror})") from exc
-    return parse_catalog(text, source=str(path))
+    cached = _parsed.get(path)
+    if cached is not None and cached[0] == text:
+        return cached[1]
+    catalog = parse_catalog(text, source=str(path))
+    _parsed[path] = (text, catalog)
+    return catalog
 
 
 def parse_catalog(text: str, *, source: str = "<catalog>") -> Catalog:

@@ -97,6 +97,17 @@ def test_missing_file_is_a_catalog_error(tmp_path):
         load_catalog(tmp_path / "missing.toml")
 
 
+def test_a_file_is_parsed_again_only_when_its_text_changed(tmp_path):
+    path = tmp_path / "plans.toml"
+    path.write_text(PLAN.format(amount=2900))
+    first = load_catalog(path)
+    assert load_catalog(path) is first
+    path.write_text(PLAN.format(amount=3900))  # the same size, at once: the text tells
+    changed = load_catalog(path)
+    assert changed.revision != first.revision
+    assert changed.plans[0].prices[0].amount == 3900
+
+
 def test_revision_is_stable_and_follows_content():
     a = parse_catalog(PLAN.format(amount=2900))
     b = parse_catalog("# a comment\n" + PLAN.format(amount=2900).replace("  ", " "))
