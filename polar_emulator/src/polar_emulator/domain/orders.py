@@ -1,4 +1,4 @@
-"""Orders, as created by purchases (no ``/v1/orders`` routes yet).
+"""Orders, as created by purchases, renewals and subscription updates.
 
 Orders live in ``store.collections["orders"]`` as the flat ``Order`` fields plus
 ``organization_id``; :func:`serialize_order` adds ``customer``, ``product`` (``OrderProduct``)
@@ -8,6 +8,7 @@ and ``subscription`` (``OrderSubscription``).
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from typing import Any
 
 from polar_emulator.clock import isoformat
@@ -43,16 +44,28 @@ def new_order(
     *,
     checkout_id: str | None,
     subscription: dict[str, Any] | None,
+    billing_reason: str | None = None,
+    prices: list[dict[str, Any]] | None = None,
+    period: tuple[datetime, datetime] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A pending order for one purchase of ``product``; :func:`mark_paid` settles it."""
+    """A pending order for one purchase of ``product``; :func:`mark_paid` settles it.
+
+    ``billing_reason`` defaults to ``subscription_create`` with a subscription, else
+    ``purchase``; ``prices`` (default: the product's) and ``period`` (default: one interval from
+    now, for recurring products) make the line items.
+    """
     now = store.clock.now()
-    prices = product_prices(product)
+    prices = product_prices(product) if prices is None else prices
     amount, currency = prices_amount(prices)
+    start = now
     end = (
         add_interval(now, product["recurring_interval"], product.get("recurring_interval_count") or 1)
         if (product.get("is_recurring") and product.get("recurring_interval"))
         else None
     )
+    if period is not None:
+        start, end = period
     items = [
         {
             "created_at": isoformat(now),
@@ -63,7 +76,7 @@ def new_order(
             "tax_amount": 0,
             "proration": False,
             "product_price_id": price["id"],
-            "start_timestamp": isoformat(now) if end else None,
+            "start_timestamp": isoformat(start) if end else None,
             "end_timestamp": isoformat(end) if end else None,
         }
         for price in prices
@@ -84,7 +97,7 @@ def new_order(
         "refunded_amount": 0,
         "refunded_tax_amount": 0,
         "currency": currency,
-        "billing_reason": "subscription_create" if subscription else "purchase",
+        "billing_reason": billing_reason or ("subscription_create" if subscription else "purchase"),
         "billing_name": customer.get("billing_name") or customer.get("name"),
         "billing_address": copy.deepcopy(customer.get("billing_address")),
         "invoice_number": _invoice_number(store, customer["organization_id"]),
@@ -98,7 +111,7 @@ def new_order(
         "subscription_id": subscription["id"] if subscription else None,
         "checkout_id": checkout_id,
         "next_payment_attempt_at": None,
-        "metadata": {},
+        "metadata": dict(metadata or {}),
         "custom_field_data": {},
         "platform_fee_amount": 0,
         "platform_fee_currency": None,
@@ -112,8 +125,17 @@ def new_order(
     return order
 
 
+def orders_of_subscription(store: Store, subscription_id: str, status: str) -> list[dict[str, Any]]:
+    return [
+        o
+        for o in orders_of(store).values()
+        if o["subscription_id"] == subscription_id and o["status"] == status
+    ]
+
+
 def mark_paid(store: Store, order: dict[str, Any]) -> None:
     order.update(
+        next_payment_attempt_at=None,
         status="paid",
         paid=True,
         due_amount=0,

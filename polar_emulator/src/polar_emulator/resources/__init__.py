@@ -7,6 +7,7 @@ from polar_emulator.resources import (
     customers,
     events,
     meters,
+    orders,
     organizations,
     products,
     purchases,
@@ -30,4 +31,5 @@ ROUTERS += [
     subscriptions.router,
     events.router,
     purchases.router,
+    orders.router,
 ]

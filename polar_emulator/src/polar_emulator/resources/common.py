@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 from starlette.requests import Request
 
 from polar_emulator.auth import (
@@ -246,6 +255,22 @@ def query_list(request: Request, name: str, allowed: Iterable[str] | None = None
     return values
 
 
+def query_datetime(request: Request, name: str) -> datetime | None:
+    """A date-time query parameter (naive means UTC); unparsable is a 422 as FastAPI's."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = _DATETIME.validate_python(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise _invalid(validation_item(["query", name], err["msg"], err["type"], raw)) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+_DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
 # -- list helpers --------------------------------------------------------------------------
 
 
@@ -361,7 +386,9 @@ class Resource:
 
     A resource module states what differs: its collection ``name`` (also the scope and the
     default ``/v1/{name}`` prefix), the ``manage`` permission and action that guard writes, the
-    ``sortable`` fields, the ``scope`` when it is not the name and, when not a plain collection read, the ``lookup`` of one record.
+    ``sortable`` fields, the ``scope`` when it is not the name, ``read_scopes`` when reading takes
+    other scopes than ``{scope}:read`` or ``{scope}:write`` (as the spec's security requirements
+    say) and, when not a plain collection read, the ``lookup`` of one record.
     With ``private``, reading also needs ``manage``: lists skip organizations without it and a
     get is refused.
     """
@@ -377,10 +404,11 @@ class Resource:
         sortable: Iterable[str] = ("created_at",),
         lookup: Callable[[Store, str | UUID], Record | None] | None = None,
         private: bool = False,
+        read_scopes: tuple[str, ...] | None = None,
     ) -> None:
         self.name = name
         scope = scope or name
-        self.read = (f"{scope}:read", f"{scope}:write")
+        self.read = read_scopes or (f"{scope}:read", f"{scope}:write")
         self.write = (f"{scope}:write",)
         self.router = APIRouter(prefix=prefix or f"/v1/{name}", tags=[tag or name])
         self.manage = manage
