@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 from polar.base import deserialize
 from polar.v2026_10 import Polar
 from polar.v2026_10 import webhooks as sdk_webhooks
+from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from polar_emulator import EmulatorServer
 from polar_emulator_tests.resource_helpers import call, fixed_price, http, org_id, sdk
@@ -159,3 +162,50 @@ def check_webhook_payload(event_type: str, data: dict[str, Any], *, sdk: bool = 
     if not sdk:
         return payload
     return deserialize(payload, getattr(sdk_webhooks, payload_class_name(event_type)))
+
+
+def check_events(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Validate every raised event's payload against the spec and load it with polar-sdk 1.0.2
+    (``customer.state_changed`` is read as JSON: the SDK's ``CustomerStateSubscription.status``
+    bug, see test_customers); returns the data of each type, in order."""
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        check_webhook_payload(event["type"], event["data"], sdk=event["type"] != "customer.state_changed")
+        by_type.setdefault(event["type"], []).append(event["data"])
+    return by_type
+
+
+def new_checkout(api: httpx.Client, product_ids: list[str], **body: Any) -> dict[str, Any]:
+    """``POST /v1/checkouts/`` (answer checked against the spec)."""
+    return call(api, "POST", "/v1/checkouts/", 201, json={"products": product_ids, **body})
+
+
+def pay(control: httpx.Client, checkout: dict[str, Any], *, status: int = 303, **form: str) -> httpx.Response:
+    """Press *Pay* on the checkout's hosted page (a form POST to its ``url``)."""
+    response = control.post(checkout["url"], data=form, follow_redirects=False)
+    assert response.status_code == status, response.text
+    return response
+
+
+def webhook_endpoint(api: httpx.Client, org: str, url: str, events: list[str]) -> dict[str, Any]:
+    """A webhook endpoint made through Polar's API, subscribed to ``events``."""
+    body = {"url": url, "format": "raw", "events": sorted(set(events)), "organization_id": org}
+    return call(api, "POST", "/v1/webhooks/endpoints", 201, json=body)
+
+
+def check_deliveries(received: list[Any], secret: str) -> list[str]:
+    """Verify every delivery's signature and payload with polar-sdk's ``validate_event`` (the
+    ``customer.state_changed`` payloads, which polar-sdk 1.0.2 cannot load when a subscription is
+    active, are verified with standardwebhooks and read as JSON); returns the types received."""
+    types = []
+    for delivery in received:
+        payload = json.loads(delivery.body)
+        types.append(payload["type"])
+        if payload["type"] == "customer.state_changed":
+            secret_b64 = base64.b64encode(secret.encode()).decode()
+            StandardWebhook(secret_b64).verify(delivery.body, delivery.headers)
+            check_webhook_payload(payload["type"], payload["data"], sdk=False)
+            continue
+        loaded = sdk_webhooks.validate_event(delivery.body, delivery.headers, secret)
+        assert loaded.type == payload["type"]
+    return types

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from polar_emulator.domain.customer_meters import state_meters
 from polar_emulator.domain.customers import serialize_customer
-from polar_emulator.domain.events import active_meters
 from polar_emulator.domain.grants import active_grants, serialize_state_grant
 from polar_emulator.domain.store import Store
 from polar_emulator.domain.subscriptions import state_subscriptions
@@ -21,7 +21,7 @@ def customer_state(store: Store, customer: dict[str, Any]) -> dict[str, Any]:
     state = serialize_customer(customer)
     state["active_subscriptions"] = state_subscriptions(store, customer["id"])
     state["granted_benefits"] = state_benefit_grants(store, customer["id"])
-    state["active_meters"] = active_meters(store, customer)
+    state["active_meters"] = state_meters(store, customer)
     return state
 
 

@@ -1,4 +1,5 @@
-"""Usage events and the meter arithmetic of customer state.
+"""Usage events and the meter arithmetic (filters, aggregations); customer meters are in
+``customer_meters.py``.
 
 Events live in ``store.collections["events"]`` in the ``UserEvent`` shape (``customer`` left
 out) plus ``external_id``.
@@ -10,9 +11,7 @@ import operator
 import re
 from typing import Any
 
-from polar_emulator.domain.grants import active_grants, benefit_of
 from polar_emulator.domain.store import Store
-from polar_emulator.tokens import new_id
 
 
 def events_of(store: Store) -> dict[str, dict[str, Any]]:
@@ -97,53 +96,3 @@ def aggregate(aggregation: dict[str, Any], events: list[dict[str, Any]]) -> floa
     if func == "min":
         return min(numbers)
     return sum(numbers) / len(numbers)  # avg
-
-
-def customer_events(store: Store, customer: dict[str, Any]) -> list[dict[str, Any]]:
-    external_id = customer["external_id"]
-    return [
-        e
-        for e in events_of(store).values()
-        if e["organization_id"] == customer["organization_id"]
-        and (
-            e["customer_id"] == customer["id"]
-            or (external_id is not None and e["external_customer_id"] == external_id)
-        )
-    ]
-
-
-def _credited_units(store: Store, customer: dict[str, Any], meter_id: str) -> int:
-    total = 0
-    for grant in active_grants(store, customer["id"]):
-        benefit = benefit_of(store, grant["benefit_id"], grant.get("_benefit")) or {}
-        props = benefit.get("properties") or {}
-        if benefit.get("type") == "meter_credit" and props.get("meter_id") == meter_id:
-            total += int(props.get("units") or 0)
-    return total
-
-
-def active_meters(store: Store, customer: dict[str, Any]) -> list[dict[str, Any]]:
-    """``CustomerStateMeter`` items: meters with usage or credits for the customer."""
-    events = customer_events(store, customer)
-    ids = store.extra.setdefault("customer_meter_ids", {})  # a stable id per (customer, meter)
-    result = []
-    for meter in store.collections["meters"].values():
-        if meter.get("organization_id") != customer["organization_id"] or meter.get("archived_at"):
-            continue
-        matched = [e for e in events if event_matches(meter.get("filter") or {}, e)]
-        credited = _credited_units(store, customer, meter["id"])
-        if not matched and not credited:
-            continue
-        consumed = aggregate(meter.get("aggregation") or {}, matched)
-        result.append(
-            {
-                "id": ids.setdefault((customer["id"], meter["id"]), new_id()),
-                "created_at": min((e["timestamp"] for e in matched), default=customer["created_at"]),
-                "modified_at": None,
-                "meter_id": meter["id"],
-                "consumed_units": consumed,
-                "credited_units": credited,
-                "balance": credited - consumed,
-            }
-        )
-    return result

@@ -3,6 +3,7 @@
 from polar_emulator.resources import (
     benefits,
     checkouts,
+    customer_meters,
     customer_sessions,
     customers,
     events,
@@ -32,4 +33,5 @@ ROUTERS += [
     events.router,
     purchases.router,
     orders.router,
+    customer_meters.router,
 ]

@@ -2,6 +2,8 @@
 
 Events are kept as ``domain/events.py`` says. Ingest dedupes on ``(organization_id, external_id)``
 as Polar's ``ON CONFLICT DO NOTHING`` does, and validates the whole batch before inserting anything.
+The customers' meters (``/v1/customer-meters/``, customer state) follow at once, and a customer
+whose meters changed gets one ``customer.state_changed``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from starlette.requests import Request
 
 from polar_emulator.auth import AuthSubject, authenticate, get_store, note
 from polar_emulator.clock import isoformat
+from polar_emulator.domain.customer_meters import refresh as refresh_customer_meters
+from polar_emulator.domain.customer_state import emit_state_changed
 from polar_emulator.domain.customers import customers_of, find_by_external_id
 from polar_emulator.domain.events import events_of
 from polar_emulator.domain.store import Store
@@ -129,6 +133,7 @@ async def ingest(request: Request, body: EventsIngest) -> dict[str, int]:
     events = events_of(store)
     seen = {(e["organization_id"], e["external_id"]) for e in events.values() if e["external_id"] is not None}
     inserted = 0
+    touched: dict[str, dict[str, Any]] = {}
     for row in rows:
         key = (row["organization_id"], row["external_id"])
         if row["external_id"] is not None:
@@ -137,14 +142,22 @@ async def ingest(request: Request, body: EventsIngest) -> dict[str, int]:
             seen.add(key)
         events[row["id"]] = row
         inserted += 1
-        _mark_first_event(store, row)
+        customer = _event_customer(store, row)
+        if customer is not None:
+            touched[customer["id"]] = customer
+            if customer["first_user_event_at"] is None:
+                customer["first_user_event_at"] = row["timestamp"]
+    # Polar updates the customer's meters from a job debounced 15 s (here: at once) and sends
+    # customer.state_changed when one of them changed.
+    for customer in touched.values():
+        if refresh_customer_meters(store, customer):
+            emit_state_changed(store, customer)
     return {"inserted": inserted, "duplicates": len(rows) - inserted}
 
 
-def _mark_first_event(store: Store, event: dict[str, Any]) -> None:
+def _event_customer(store: Store, event: dict[str, Any]) -> dict[str, Any] | None:
     customer = customers_of(store).get(event["customer_id"] or "")
     if customer is None and event["external_customer_id"] is not None:
         found = find_by_external_id(store, {event["organization_id"]}, event["external_customer_id"])
         customer = found[0] if found else None
-    if customer is not None and customer["first_user_event_at"] is None:
-        customer["first_user_event_at"] = event["timestamp"]
+    return customer
