@@ -14,7 +14,8 @@ no lanes or fairness, so the decision is one small Lua script, atomic in Redis:
 
 - **interactive** calls (a person is waiting) may use the whole limit;
 - **background** calls (runs, rollouts, health checks) may use the limit less a reserved share
-  (``POLAR_RATE_INTERACTIVE_RESERVE``), so a person never waits behind a rollout;
+  (``POLAR_RATE_INTERACTIVE_RESERVE``) and less as many calls again as people made in the last
+  minute, so a person never waits behind a rollout, even in a wave of connects;
 - within the background lane no workspace takes more than its fair share of the minute when
   others are waiting too (the larger of an equal split and ``TENANT_FLOOR`` of the lane), so one
   workspace's work cannot starve the rest;
@@ -49,8 +50,8 @@ LOCAL_SHARE = 0.1  # each process's share of the limit while Redis cannot be rea
 REDIS_RETRY_SECONDS = 5.0
 
 # KEYS: 1 log of calls (member -> ms), 2 pause flag, 3 active tenants (tenant -> last ms),
-#       4 this tenant's log of background calls
-# ARGV: 1 lane limit, 2 window ms, 3 member, 4 tenant ('' for none), 5 tenant floor
+#       4 this tenant's log of background calls, 5 log of interactive calls
+# ARGV: 1 lane limit, 2 window ms, 3 member, 4 tenant ('' for an interactive call), 5 tenant floor
 # Returns 0 when the call may go (and records it), else the milliseconds until it might (negative
 # while the client is paused after a 429).
 ACQUIRE = """
@@ -70,7 +71,12 @@ if tenant ~= '' then
   share = math.max(math.ceil(limit / tenants), math.ceil(limit * tonumber(ARGV[5])))
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - window)
 local count = redis.call('ZCARD', KEYS[1])
+if tenant ~= '' then
+  -- Background leaves the reserve and, on top, as much room as people used this minute.
+  limit = math.max(1, limit - redis.call('ZCARD', KEYS[5]))
+end
 if count >= limit then
   local oldest = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
   return math.max(1, tonumber(oldest[2]) + window - now)
@@ -87,6 +93,10 @@ if tenant ~= '' then
 end
 redis.call('ZADD', KEYS[1], now, ARGV[3])
 redis.call('PEXPIRE', KEYS[1], window)
+if tenant == '' then
+  redis.call('ZADD', KEYS[5], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[5], window)
+end
 return 0
 """
 
@@ -159,7 +169,7 @@ class RateBudget:
     def _try(self, caller: Caller) -> tuple[float, bool]:
         """(seconds to wait, whether because of a pause): (0, False) when the call was admitted."""
         limit = self.lane_limit(caller.lane)
-        tenant = caller.tenant if caller.lane is Lane.BACKGROUND else ""
+        tenant = (caller.tenant or "-") if caller.lane is Lane.BACKGROUND else ""
         if time.monotonic() >= self._redis_down_until:
             try:
                 ms = int(
@@ -169,6 +179,7 @@ class RateBudget:
                             self._key("paused"),
                             self._key("tenants"),
                             self._key(f"tenant:{tenant}"),
+                            self._key("interactive"),
                         ],
                         args=[limit, int(self.window * 1000), uuid.uuid4().hex, tenant, TENANT_FLOOR],
                     )

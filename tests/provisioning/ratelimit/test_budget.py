@@ -56,6 +56,17 @@ def test_background_work_leaves_the_reserved_share_to_people(redis_url: str) -> 
         b.acquire(INTERACTIVE)
 
 
+def test_people_s_calls_this_minute_push_background_work_back_by_as_many(redis_url: str) -> None:
+    """A wave of connects: people made 10 calls this minute, so background work stops 10 calls
+    earlier than the reserve alone would make it, and people keep room for as many again."""
+    b = budget(redis_url, 40, reserve=0.25)  # background alone: 30
+
+    assert admitted(b, INTERACTIVE, 10) == 10
+    # Background stops where people still have the reserve (10) and as much again as they used (10).
+    assert admitted(b, lanes.background("ws"), 40) == 10
+    assert admitted(b, INTERACTIVE, 30) == 20
+
+
 def test_one_workspace_cannot_starve_the_others(redis_url: str) -> None:
     b = budget(redis_url, 40)
     hog, other = lanes.background("ws-hog"), lanes.background("ws-other")
@@ -130,9 +141,7 @@ def test_a_429_from_polar_pauses_the_client_for_everyone(
 CALLER = textwrap.dedent(
     """
     import sys
-    from provisioning.config import Settings
-from provisioning.polar.client import PolarApi
-from provisioning.polar.oauth import PolarOAuth
+    from provisioning.polar.client import PolarApi
     from provisioning.ratelimit import lanes, registry
     from provisioning.ratelimit.budget import RateBudget
 
