@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import statistics
@@ -184,6 +185,7 @@ class Fleet:
                 budget.acquire(lanes.Caller())
             except BudgetExhausted as exc:  # a person would be told to try again: count the whole wait
                 waits.append(time.monotonic() - t0 + exc.retry_after)
+                print(f"interactive call at {time.monotonic() - started:.1f}s refused: {exc}", flush=True)
                 continue
             waits.append(time.monotonic() - t0)
             api = PolarApi(self.url, token)
@@ -229,6 +231,7 @@ def main() -> None:
     parser.add_argument("--interactive", type=int, default=20)
     args = parser.parse_args()
     rate, n = args.rate, args.workspaces
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
 
     proc, url = start_emulator()
     db_name = f"connect_polar_fleet_{os.getpid()}"
