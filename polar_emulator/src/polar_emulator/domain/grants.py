@@ -97,3 +97,48 @@ def active_grants(store: Store, customer_id: str) -> list[dict[str, Any]]:
 def revoke_grant(store: Store, grant: dict[str, Any]) -> None:
     now = isoformat(store.clock.now())
     grant.update(is_granted=False, is_revoked=True, revoked_at=now, modified_at=now)
+
+
+def find_grant(
+    store: Store, customer_id: str, benefit_id: str, *, subscription_id: str | None, order_id: str | None
+) -> dict[str, Any] | None:
+    """The one grant row of a customer, benefit and scope (a subscription or an order)."""
+    return next(
+        (
+            g
+            for g in grants_of(store).values()
+            if g["customer_id"] == customer_id
+            and g["benefit_id"] == benefit_id
+            and g["subscription_id"] == subscription_id
+            and g["order_id"] == order_id
+        ),
+        None,
+    )
+
+
+def grant_benefit(
+    store: Store,
+    customer: dict[str, Any],
+    benefit: dict[str, Any],
+    *,
+    subscription_id: str | None,
+    order_id: str | None,
+) -> dict[str, Any] | None:
+    """Grant ``benefit``, reusing a revoked row as Polar does (same grant id); None if already granted."""
+    grant = find_grant(
+        store, customer["id"], benefit["id"], subscription_id=subscription_id, order_id=order_id
+    )
+    if grant is None:
+        return new_grant(store, customer, benefit, subscription_id=subscription_id, order_id=order_id)
+    if grant["is_granted"]:
+        return None
+    now = isoformat(store.clock.now())
+    grant.update(
+        is_granted=True,
+        granted_at=now,
+        is_revoked=False,
+        revoked_at=None,
+        modified_at=now,
+        _benefit=copy.deepcopy(benefit),
+    )
+    return grant

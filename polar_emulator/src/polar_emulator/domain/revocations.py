@@ -1,22 +1,29 @@
-"""Revoking subscriptions: they end now, their grants are revoked, and Polar's events follow."""
+"""Revoking subscriptions: they end now, their grants are revoked, pending orders are voided,
+and Polar's events follow."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from polar_emulator.clock import isoformat
-from polar_emulator.domain.customer_state import emit_state_changed
+from polar_emulator.domain.benefit_jobs import revoke_grants, subscription_grants
 from polar_emulator.domain.customers import customers_of
-from polar_emulator.domain.grants import active_grants, revoke_grant, serialize_grant_webhook
+from polar_emulator.domain.flow import Flow
+from polar_emulator.domain.orders import orders_of_subscription, serialize_order
 from polar_emulator.domain.store import Store
 from polar_emulator.domain.subscriptions import serialize_subscription, subscriptions_of
-from polar_emulator.domain.webhooks.events import emit_event
 
 
-def revoke_subscription(store: Store, sub: dict[str, Any]) -> None:
-    """End the subscription now, revoke its grants, and emit Polar's events in Polar's order."""
+def revoke_subscription(
+    store: Store, sub: dict[str, Any], *, reason: str | None = None, comment: str | None = None
+) -> list[str]:
+    """End the subscription now, revoke its grants, void its pending orders (``order.updated``,
+    status ``void``), and emit Polar's events in Polar's order. No refund. Returns the event types."""
     now = isoformat(store.clock.now())
+    if reason is not None:
+        sub["customer_cancellation_reason"] = reason
+    if comment is not None:
+        sub["customer_cancellation_comment"] = comment
     sub.update(
         status="canceled",
         canceled_at=sub["canceled_at"] or now,
@@ -25,16 +32,18 @@ def revoke_subscription(store: Store, sub: dict[str, Any]) -> None:
         cancel_at_period_end=False,
         modified_at=now,
     )
-    org = sub["organization_id"]
+    flow = Flow(store, sub["organization_id"])
+    customer = customers_of(store)[sub["customer_id"]]
     data = serialize_subscription(store, sub)
-    emit_event(store, org, "subscription.updated", data)
-    emit_event(store, org, "subscription.canceled", copy.deepcopy(data))
-    emit_event(store, org, "subscription.revoked", copy.deepcopy(data))
-    for grant in list(active_grants(store, sub["customer_id"])):
-        if grant["subscription_id"] == sub["id"]:
-            revoke_grant(store, grant)
-            emit_event(store, org, "benefit_grant.revoked", serialize_grant_webhook(store, grant))
-    emit_state_changed(store, customers_of(store)[sub["customer_id"]])
+    flow.emit("subscription.updated", data)
+    flow.emit("subscription.canceled", data)
+    flow.emit("subscription.revoked", data)
+    for order in orders_of_subscription(store, sub["id"], "pending"):
+        order.update(status="void", next_payment_attempt_at=None, modified_at=now)
+        flow.emit("order.updated", serialize_order(store, order))
+    flow.state_changed(customer)
+    revoke_grants(flow, customer, subscription_grants(store, sub))
+    return flow.finish()
 
 
 def revoke_customer_subscriptions(store: Store, customer: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """Subscriptions, in ``store.collections["subscriptions"]`` as flat records: the
-``OrderSubscription`` fields plus ``organization_id``, ``prices`` (bought at) and ``meters``.
+``OrderSubscription`` fields plus ``organization_id``, ``prices`` (bought at), ``meters`` and
+``pending_update`` (a ``PendingSubscriptionUpdate``, or absent).
 :func:`serialize_subscription` adds the live ``customer`` and ``product``, as Polar does.
 """
 
@@ -26,7 +27,7 @@ STATUSES = (
     "paused",
 )
 ACTIVE_STATUSES = ("trialing", "active", "past_due")
-_FLAT_ONLY = ("organization_id", "prices", "meters")
+_FLAT_ONLY = ("organization_id", "prices", "meters", "pending_update")
 
 
 def subscriptions_of(store: Store) -> dict[str, dict[str, Any]]:
@@ -58,7 +59,12 @@ def prices_amount(prices: list[dict[str, Any]]) -> tuple[int, str]:
 
 
 def new_subscription(
-    store: Store, customer: dict[str, Any], product: dict[str, Any], *, checkout_id: str | None
+    store: Store,
+    customer: dict[str, Any],
+    product: dict[str, Any],
+    *,
+    checkout_id: str | None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An active subscription to a recurring product, starting now. Does not emit events."""
     now = store.clock.now()
@@ -67,7 +73,7 @@ def new_subscription(
     interval = product.get("recurring_interval") or "month"
     count = product.get("recurring_interval_count") or 1
     sub = {
-        "metadata": {},
+        "metadata": dict(metadata or {}),
         "created_at": isoformat(now),
         "modified_at": None,
         "id": new_id(),
@@ -121,7 +127,7 @@ def serialize_subscription(store: Store, sub: dict[str, Any]) -> dict[str, Any]:
     data["discount"] = None
     data["prices"] = copy.deepcopy(sub["prices"])
     data["meters"] = copy.deepcopy(sub["meters"])
-    data["pending_update"] = None
+    data["pending_update"] = copy.deepcopy(sub.get("pending_update"))
     return data
 
 
