@@ -3,8 +3,8 @@ all of them, while people make interactive calls; Polar allows the client R requ
 
 Run: ``.venv/bin/python bench/fleet.py [--workspaces 40] [--rate 300] [--latency-ms 100]``
 
-Real parts, as the Procfile runs them: two ``python worker.py`` processes, PostgreSQL (a database of
-the benchmark's own), Redis (database 13 of ``REDIS_URL``'s server, emptied first) and the local
+Real parts, as the Procfile runs them: two workers (``python worker.py --processes 1`` each: one
+job process apiece), PostgreSQL (a database of the benchmark's own), Redis (database 13 of ``REDIS_URL``'s server, emptied first) and the local
 Polar in its own process, limiting the demo client to R requests per minute (its
 ``/_emulator/rate-limit``, Polar's fixed windows) and adding ``--latency-ms`` to every call. The
 platform's budget is set to the same R (``POLAR_RATE_LIMIT_PER_MINUTE``). Each workspace's owner
@@ -266,7 +266,13 @@ def main() -> None:
         log = open(tmp / "workers.log", "wb")  # noqa: SIM115
         for _ in range(args.workers):
             workers.append(
-                subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=log, stderr=log)
+                subprocess.Popen(
+                    [sys.executable, "worker.py", "--processes", "1"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                )
             )
         time.sleep(3)
         for worker in workers:
