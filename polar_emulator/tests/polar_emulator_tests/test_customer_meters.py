@@ -1,5 +1,5 @@
-"""Customer meters fed by events ingest: list and get through polar-sdk and raw HTTP,
-``customer.state_changed`` after usage, and scopes."""
+"""Customer meters fed by events ingest: list and get through polar-sdk and raw HTTP, meter
+credits from benefits, resets at renewal, ``customer.state_changed`` after usage, and scopes."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from polar.v2026_10 import outputs as o
 
 from polar_emulator import EmulatorServer
 from polar_emulator_tests import billing_helpers as bh
-from polar_emulator_tests.billing_helpers import check_events, create_customer, raised
-from polar_emulator_tests.resource_helpers import METER_BODY, call, http
+from polar_emulator_tests.billing_helpers import check_events, create_customer, purchase, raised
+from polar_emulator_tests.resource_helpers import METER_BODY, call, fixed_price, http
 
 # Fixtures used by this module.
 api_fixture, catalog_fixture, org_fixture, polar_fixture, token_fixture = bh.FIXTURES
@@ -101,6 +101,62 @@ def test_raw_shapes_sorting_and_archived_meters(api: httpx.Client, org: str) -> 
     shown = call(api, "GET", "/v1/customer-meters/", 200, params={"meter_id": tokens["id"]})
     assert [r["id"] for r in shown["items"]] == [row["id"]]
     assert call(api, "GET", "/v1/customer-meters/", 422, params={"sorting": "name"})["detail"]
+
+
+def test_meter_credits_and_reset_at_renewal(
+    polar: Polar, api: httpx.Client, control: httpx.Client, org: str, emulator: EmulatorServer
+) -> None:
+    meter = _meter(api, org)
+    credits = call(
+        api,
+        "POST",
+        "/v1/benefits/",
+        201,
+        json={
+            "type": "meter_credit",
+            "description": "1000 calls a month",
+            "properties": {"meter_id": meter["id"], "units": 1000, "rollover": False},
+            "organization_id": org,
+        },
+    )
+    plan = call(
+        api,
+        "POST",
+        "/v1/products/",
+        201,
+        json={
+            "name": "Metered",
+            "recurring_interval": "month",
+            "prices": [fixed_price(900)],
+            "organization_id": org,
+        },
+    )
+    call(
+        api,
+        "POST",
+        "/v1/products/{id}/benefits",
+        200,
+        path=f"/v1/products/{plan['id']}/benefits",
+        json={"benefits": [credits["id"]]},
+    )
+    bought = purchase(control, org, plan["id"], "u1")
+    _calls(api, "u1", 4)
+    [row] = polar.customer_meters.list(customer_id=bought["customer_id"]).items
+    assert (row.consumed_units, row.credited_units, row.balance) == (4, 1000, 996)
+
+    before = len(raised(emulator))
+    control.post(f"/_emulator/subscriptions/{bought['subscription_id']}/renew").raise_for_status()
+    data = check_events(raised(emulator)[before:])
+    [state] = data["customer.state_changed"]
+    assert [(m["consumed_units"], m["credited_units"], m["balance"]) for m in state["active_meters"]] == [
+        (0, 1000, 1000)
+    ]
+    _calls(api, "u1", 1, prefix="next")
+    assert polar.customer_meters.get(row.id).consumed_units == 1
+
+    # Past due: the credit grant is revoked, so nothing is credited.
+    control.post(f"/_emulator/subscriptions/{bought['subscription_id']}/past-due").raise_for_status()
+    assert polar.customer_meters.get(row.id).credited_units == 0
 
 
 def test_scope_is_customer_meters_read(emulator: EmulatorServer, issue_token: Any, org: str) -> None:

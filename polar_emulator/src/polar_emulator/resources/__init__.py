@@ -2,6 +2,7 @@
 
 from polar_emulator.resources import (
     benefits,
+    billing_control,
     checkouts,
     customer_meters,
     customer_sessions,
@@ -34,4 +35,5 @@ ROUTERS += [
     purchases.router,
     orders.router,
     customer_meters.router,
+    billing_control.router,
 ]
