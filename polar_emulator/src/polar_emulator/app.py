@@ -12,6 +12,7 @@ from polar_emulator import control
 from polar_emulator.config import EmulatorConfig
 from polar_emulator.domain.store import Store
 from polar_emulator.errors import ApiError
+from polar_emulator.hosted import routes as hosted_routes
 from polar_emulator.middleware import PolarMiddleware
 from polar_emulator.oauth import routes as oauth_routes
 from polar_emulator.resources import ROUTERS
@@ -52,5 +53,6 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(webhook_routes.router)
+    app.include_router(hosted_routes.router)
     app.add_middleware(PolarMiddleware, store=store)
     return app

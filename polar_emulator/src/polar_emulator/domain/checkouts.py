@@ -156,3 +156,38 @@ def new_checkout(
     }
     checkouts_of(store)[checkout["id"]] = checkout
     return checkout
+
+
+def select_product(store: Store, checkout: dict[str, Any], product: dict[str, Any]) -> None:
+    """Select another of the checkout's products (the hosted page's update): product, price and
+    amounts follow it."""
+    prices = product_prices(product)
+    price = prices[0] if prices else None
+    amount = (price or {}).get("price_amount") or 0
+    is_free = amount == 0
+    checkout.update(
+        product_id=product["id"],
+        product=checkout_product(product),
+        product_price_id=(price or {}).get("id"),
+        product_price=copy.deepcopy(price),
+        amount=amount,
+        net_amount=amount,
+        total_amount=amount,
+        currency=(price or {}).get("price_currency") or "usd",
+        is_discount_applicable=not is_free,
+        is_free_product_price=is_free,
+        is_payment_required=not is_free,
+        is_payment_setup_required=bool(product.get("is_recurring")) and not is_free,
+        is_payment_form_required=not is_free,
+        modified_at=isoformat(store.clock.now()),
+    )
+
+
+def is_expired(store: Store, checkout: dict[str, Any]) -> bool:
+    return (
+        checkout["status"] == "open" and datetime.fromisoformat(checkout["expires_at"]) <= store.clock.now()
+    )
+
+
+def by_client_secret(store: Store, client_secret: str) -> dict[str, Any] | None:
+    return next((c for c in checkouts_of(store).values() if c["client_secret"] == client_secret), None)
