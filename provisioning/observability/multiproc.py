@@ -1,10 +1,10 @@
-"""prometheus-client's multiprocess mode for gunicorn's workers and RQ's work-horses.
+"""prometheus-client's multiprocess mode for gunicorn's workers and the worker's job processes.
 
 prometheus-client keeps a process's values in memory unless ``PROMETHEUS_MULTIPROC_DIR`` is set, in
 which case every process (forked children included) writes them to files there and a scrape merges
 them. A long-running process that forks calls :func:`prepare` at start-up, before any metric is
 recorded: it records under ``$PROMETHEUS_MULTIPROC_DIR/<role>`` (``web`` for gunicorn's master and
-workers, ``worker`` for ``worker.py`` and its work-horses; default base ``instance/metrics``), and
+workers, ``worker`` for ``worker.py`` and its job processes; default base ``instance/metrics``), and
 empties that directory first, as prometheus-client asks ("wiped between runs"): each role wipes only
 its own, so a web restart never erases the worker's counters. A scrape (:func:`files`) merges every
 role's files under the base, so the web's ``/metrics`` shows the worker's provisioning metrics too

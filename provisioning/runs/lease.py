@@ -2,7 +2,7 @@
 
 The job that claims a run holds its lease (``lease_expires_at``), renewed every third of
 RUN_LEASE_SECONDS by the same heartbeat that renews the integration's saga lock. When a worker or
-its work-horse is killed, both lapse within a lease; the run is then put back to queued and its
+the job process running the run is killed, both lapse within a lease; the run is then put back to queued and its
 next job resumes it (RQ's retry of the abandoned job, or the sweeper's new one), its idempotent
 steps finding what the killed attempt created. A run abandoned ``MAX_ATTEMPTS`` times is not
 resumed again: it fails with a message a person can act on (the reaper).

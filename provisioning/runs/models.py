@@ -82,7 +82,7 @@ class ProvisioningRun(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # While running: until when its worker vouches for it. Renewed by the worker's heartbeat; once
-    # it lapses (the worker or its work-horse was killed), the run is requeued and resumed.
+    # it lapses (the worker or its job process was killed), the run is requeued and resumed.
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)

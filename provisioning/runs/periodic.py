@@ -3,7 +3,7 @@
 - queued runs that never reached Redis (``enqueued_at`` unset) are enqueued;
 - queued runs whose job is gone or no longer active (a retry lost with its worker, a job that gave
   up waiting for the integration's lock) are enqueued again;
-- running runs whose lease lapsed (their worker or work-horse was killed: nothing renews it) are
+- running runs whose lease lapsed (their worker or job process was killed: nothing renews it) are
   put back to queued and given a new job, which resumes them (``runs.lease``); one abandoned
   ``MAX_ATTEMPTS`` times is failed instead, with a message that says what to do (the reaper).
 """

@@ -1,4 +1,4 @@
-"""prometheus-client's multiprocess mode: ``python worker.py`` forks a work-horse per job, whose
+"""prometheus-client's multiprocess mode: ``python worker.py`` runs jobs in job processes, whose
 metrics a web process's scrape reads from the shared directory; each role empties only its own."""
 
 from __future__ import annotations
