@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import ssl
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +56,19 @@ def s256_challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+_tls_contexts: dict[int, ssl.SSLContext] = {}
+
+
+def _tls_context() -> ssl.SSLContext:
+    """This process's TLS context for the token endpoints. Building one loads the CA bundle (about
+    90 ms); a client per call with its own context cost every callback and refresh that much."""
+    pid = os.getpid()
+    context = _tls_contexts.get(pid)
+    if context is None:
+        context = _tls_contexts[pid] = httpx.create_ssl_context()
+    return context
+
+
 class PolarOAuth:
     """The token endpoints of one Polar environment, with that environment's own OAuth client."""
 
@@ -73,6 +88,7 @@ class PolarOAuth:
 
     def _client(self) -> OAuth2Client:
         return OAuth2Client(
+            verify=_tls_context(),
             client_id=self.endpoints.client_id,
             client_secret=self.endpoints.client_secret,
             token_endpoint_auth_method="client_secret_post",
