@@ -67,6 +67,7 @@ def build_catalog(data: dict[str, Any], *, source: str = "<catalog>") -> Catalog
         raise CatalogError(f"{source}: the catalog defines no plans (add at least one [[plans]] table)")
     plans = tuple(_plan(p, i, meter_ids, benefit_ids) for i, p in enumerate(raw_plans))
     _unique("plan", [p.id for p in plans])
+    _distinct_env_names(plans)
     catalog = Catalog(plans=plans, benefits=benefits, meters=meters, source=source)
     return Catalog(
         plans=plans, benefits=benefits, meters=meters, revision=catalog_revision(catalog), source=source
@@ -108,6 +109,18 @@ def _tables(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise CatalogError(f"'{key}' must be an array of tables ([[{key}]])")
     return value
+
+
+def _distinct_env_names(plans: tuple[Plan, ...]) -> None:
+    """Two plan ids that differ only by '-' and '_' would share one deploy variable."""
+    seen: dict[str, str] = {}
+    for plan in plans:
+        other = seen.setdefault(plan.env_name, plan.id)
+        if other != plan.id:
+            raise CatalogError(
+                f"plan '{plan.id}': id gives the same deploy variable {plan.env_name} as plan "
+                f"'{other}'; rename one of them"
+            )
 
 
 def _unique(kind: str, ids: list[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -51,6 +52,13 @@ class Plan:
     prices: tuple[Price, ...]
     benefits: tuple[str, ...] = ()
     interval_count: int = 1
+
+    @property
+    def env_name(self) -> str:
+        """The variable a tenant's deployment reads this plan's Polar product id from:
+        ``POLAR_PRODUCT_`` and the id upper-cased, every other character than a letter or digit
+        as ``_`` (``pro-monthly`` → ``POLAR_PRODUCT_PRO_MONTHLY``)."""
+        return "POLAR_PRODUCT_" + re.sub(r"[^A-Z0-9]", "_", self.id.upper())
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,10 @@ def test_scopes_follow_the_catalog():
         ),
         (PLAN.format(amount=1) + PLAN.format(amount=2), "plan 'pro-monthly': id is defined more than once"),
         (
+            PLAN.format(amount=1) + PLAN.format(amount=2).replace('"pro-monthly"', '"pro_monthly"'),
+            "plan 'pro_monthly': id gives the same deploy variable POLAR_PRODUCT_PRO_MONTHLY as plan 'pro-monthly'",
+        ),
+        (
             PLAN.format(amount=1).replace('name = "Pro (monthly)"', 'name = "P"'),
             "plan 'pro-monthly': name must be",
         ),
@@ -90,6 +94,15 @@ def test_errors_name_the_plan_and_the_field(text, message):
     with pytest.raises(CatalogError) as info:
         parse_catalog(text)
     assert message in str(info.value)
+
+
+def test_each_plan_names_its_deploy_variable():
+    assert [p.env_name for p in load_catalog(DEFAULT_PLANS_FILE).plans] == [
+        "POLAR_PRODUCT_FREE",
+        "POLAR_PRODUCT_PRO_MONTHLY",
+        "POLAR_PRODUCT_PRO_YEARLY",
+        "POLAR_PRODUCT_USAGE",
+    ]
 
 
 def test_missing_file_is_a_catalog_error(tmp_path):
