@@ -1,5 +1,6 @@
 """Every table of the domain, imported in one place for Alembic and tests."""
 
+from provisioning.api_keys.models import ApiKey
 from provisioning.audit.models import AuditEvent
 from provisioning.canary.models import KeyCanary
 from provisioning.catalog.models import PlanCatalogRevision
@@ -9,6 +10,7 @@ from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatu
 from provisioning.webhooks.models import PolarWebhookEvent
 
 __all__ = [
+    "ApiKey",
     "AuditEvent",
     "IntegrationStatus",
     "KeyCanary",

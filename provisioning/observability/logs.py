@@ -59,6 +59,8 @@ SCRUBS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), f"Bearer {REDACTED}"),
     (re.compile(r"\bpolar_[a-z]{2,4}_[A-Za-z0-9_-]{6,}"), REDACTED),  # Polar's tokens and client secrets
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+"), REDACTED),  # webhook secrets
+    # The tenant API's keys keep what the billing page shows of them (cp_test_<lookup id>).
+    (re.compile(r"\b(cp_(?:test|live)_[a-z0-9]{12})_[A-Za-z0-9_-]+"), rf"\1_{REDACTED}"),
     (re.compile(r"\bgAAAAA[A-Za-z0-9_=-]{20,}"), REDACTED),  # Fernet ciphertexts
     (re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), rf"\1{REDACTED}@"),  # passwords in URLs
 )

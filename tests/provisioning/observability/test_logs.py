@@ -86,3 +86,11 @@ def test_console_format_is_readable(sink: io.StringIO) -> None:
     assert "t0k3n" not in text
     with pytest.raises(ValueError):
         logs.configure("xml")
+
+
+def test_api_keys_keep_only_what_the_billing_page_shows(sink: io.StringIO) -> None:
+    secret = "Zx9_-" + "a" * 38
+    logging.getLogger("plain").info(f"a tenant sent cp_live_abcdefghijk1_{secret} in a query string")
+    text = sink.getvalue()
+    assert secret not in text
+    assert "cp_live_abcdefghijk1_[redacted]" in lines(sink)[0]["event"]
