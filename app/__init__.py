@@ -77,14 +77,18 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from app.accounts import cli as accounts_cli
     from app.accounts import views as accounts_views
     from app.admin import views as admin_views
+    from app.api import views as api_views
     from app.ops import views as ops_views
+    from app.polar import api_keys as polar_api_keys
     from app.polar import cli as polar_cli
     from app.polar import views as polar_views
     from app.polar import webhooks as polar_webhooks
 
     accounts_views.init_app(app)
     polar_views.init_app(app, settings)
+    polar_api_keys.init_app(app)
     polar_webhooks.init_app(app)
+    api_views.init_app(app, settings)
     admin_views.init_app(app)
     ops_views.init_app(app)
     accounts_cli.init_app(app)
@@ -104,9 +108,11 @@ def _load_catalog(settings: Settings) -> Catalog:
 
 
 def _register_error_pages(app: Flask) -> None:
-    from flask import render_template
+    from flask import Response, render_template
     from flask_wtf.csrf import CSRFError
     from werkzeug.exceptions import HTTPException
+
+    from app.api import errors as api_errors
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError) -> tuple[str, int]:
@@ -114,9 +120,11 @@ def _register_error_pages(app: Flask) -> None:
         return render_template("errors/error.html", code=400, title="Bad request", message=message), 400
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> HTTPException | tuple[str, int]:
+    def _http_error(exc: HTTPException) -> HTTPException | Response | tuple[str, int]:
         if exc.code is None or exc.code < 400:
             return exc
+        if api_errors.is_api_request():  # the tenant API answers JSON, unknown routes included
+            return api_errors.from_http_exception(exc)
         return (
             render_template("errors/error.html", code=exc.code, title=exc.name, message=exc.description),
             exc.code,

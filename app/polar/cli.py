@@ -1,7 +1,9 @@
-"""``flask provision``, ``flask plans check`` and ``flask plans diff``."""
+"""``flask provision``, ``flask plans check``/``diff``/``rollout``, ``flask health check``,
+``flask keys rotate`` and ``flask api-keys create``/``revoke``/``list``."""
 
 from __future__ import annotations
 
+import getpass
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -11,6 +13,10 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from app.database import catalog, db_session, settings
+from provisioning.api_keys import service as api_keys
+from provisioning.api_keys.models import KeyMode
+from provisioning.api_keys.service import MAX_EXPIRY_DAYS, ApiKeyRefused
+from provisioning.audit.service import Actor, record
 from provisioning.catalog import CatalogError, load_catalog
 from provisioning.db import get_database
 from provisioning.errors import ConnectPolarError
@@ -258,7 +264,117 @@ def keys_rotate() -> None:
     click.echo("once every process runs with that key first, the older keys can be removed")
 
 
+api_keys_cli = AppGroup("api-keys", help="Keys for the tenant API (/api/v1).")
+
+
+def _cli_actor() -> Actor:
+    return Actor(None, f"cli:{getpass.getuser()}")
+
+
+@api_keys_cli.command("create")
+@click.argument("workspace_id")
+@click.option("--name", required=True, help="What the key is for (shown on the billing page).")
+@click.option(
+    "--mode",
+    type=click.Choice([m.value for m in KeyMode]),
+    default=KeyMode.TEST.value,
+    show_default=True,
+    help="test reads the workspace's sandbox connection, live its production connection.",
+)
+@click.option(
+    "--expires-in-days",
+    type=click.IntRange(1, MAX_EXPIRY_DAYS),
+    default=None,
+    help="Days until the key stops working (default: never).",
+)
+def api_keys_create(workspace_id: str, name: str, mode: str, expires_in_days: int | None) -> None:
+    """Create an API key for a workspace and print it: its last line on stdout is the key, shown
+    this once (audited)."""
+    db = db_session()
+    try:
+        created = api_keys.create(
+            db,
+            settings(),
+            workspace_id=workspace_id,
+            name=name,
+            mode=KeyMode(mode),
+            expires_in_days=expires_in_days,
+        )
+    except ApiKeyRefused as exc:
+        db.rollback()
+        raise click.ClickException(str(exc)) from None
+    key = created.key
+    record(
+        db,
+        _cli_actor(),
+        "api_key.create",
+        workspace_id=workspace_id,
+        targets={"api_key_id": key.id},
+        details={
+            "name": key.name,
+            "mode": key.mode.value,
+            "prefix": key.display_prefix,
+            "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        },
+    )
+    db.commit()
+    expiry = f"expires {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else "does not expire"
+    click.echo(
+        f"created API key {key.id} ({key.mode.label.lower()}, {key.display_prefix}…, {expiry}); "
+        "it is shown this once:",
+        err=True,
+    )
+    click.echo(created.plaintext)
+
+
+@api_keys_cli.command("revoke")
+@click.argument("key_id")
+@click.option("--reason", default="", help="Why (kept in the audit trail).")
+def api_keys_revoke(key_id: str, reason: str) -> None:
+    """Revoke an API key (by its id, or by what the billing page shows: cp_test_<lookup id>); calls
+    with it are refused at once (audited)."""
+    db = db_session()
+    key = api_keys.find(db, key_id)
+    if key is None:
+        raise click.ClickException(f"no API key {key_id}")
+    if not api_keys.revoke(db, key):
+        db.rollback()
+        click.echo(f"API key {key.id} ({key.display_prefix}…) was already revoked: nothing changed")
+        return
+    record(
+        db,
+        _cli_actor(),
+        "api_key.revoke",
+        workspace_id=key.workspace_id,
+        targets={"api_key_id": key.id},
+        reason=reason or None,
+        details={"name": key.name, "mode": key.mode.value, "prefix": key.display_prefix},
+    )
+    db.commit()
+    click.echo(f"revoked API key {key.id} ({key.display_prefix}…, {key.name})")
+
+
+@api_keys_cli.command("list")
+@click.argument("workspace_id")
+def api_keys_list(workspace_id: str) -> None:
+    """A workspace's API keys (never the keys themselves), newest first."""
+    db = db_session()
+    for key in api_keys.keys_of(db, workspace_id):
+        state = (
+            f"revoked {key.revoked_at:%Y-%m-%d %H:%M}"
+            if key.revoked_at
+            else f"expires {key.expires_at:%Y-%m-%d}"
+            if key.expires_at
+            else "active"
+        )
+        used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
+        click.echo(
+            f"{key.id}  {key.display_prefix}…  {key.mode.value:<4}  last used {used:<16}  {state}  {key.name}"
+        )
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(api_keys_cli)
     app.cli.add_command(provision)
     app.cli.add_command(plans_cli)
     app.cli.add_command(keys_cli)

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, RadioField
-from wtforms.validators import DataRequired, Optional
+from wtforms import HiddenField, RadioField, StringField
+from wtforms.validators import AnyOf, DataRequired, Length, Optional
+
+from provisioning.api_keys.models import KeyMode
+from provisioning.api_keys.service import NAME_MAX
+
+# How long a new API key lasts ("": until revoked).
+EXPIRY_CHOICES = [
+    ("", "Never"),
+    ("7", "In 7 days"),
+    ("30", "In 30 days"),
+    ("90", "In 90 days"),
+    ("365", "In a year"),
+]
 
 
 class ConnectForm(FlaskForm):
@@ -28,3 +40,31 @@ class SwitchForm(FlaskForm):
 
 class OrganizationForm(FlaskForm):
     organization_id = RadioField("Organization", validators=[DataRequired()], choices=[])
+
+
+class ApiKeyForm(FlaskForm):
+    """A new API key for the tenant API. ``environment`` is the billing page's tab to come back to;
+    ``mode`` takes any mode here, and the service refuses one the workspace has no connection in
+    (the page offers only those it has)."""
+
+    environment = HiddenField(validators=[Optional()])
+    name = StringField(
+        "Name",
+        validators=[
+            DataRequired(message="Give the key a name, such as where it is used."),
+            Length(max=NAME_MAX, message=f"The name is too long: at most {NAME_MAX} characters."),
+        ],
+    )
+    # Both rendered as <select> by the page (the modes it offers: those the workspace has).
+    mode = StringField(
+        "Mode", validators=[AnyOf([m.value for m in KeyMode], message="Choose test or live mode.")]
+    )
+    expires = StringField(
+        "Expires",
+        default="",
+        validators=[AnyOf([value for value, _ in EXPIRY_CHOICES], message="Choose when the key expires.")],
+    )
+
+
+class RevokeKeyForm(FlaskForm):
+    """Revoke one API key: the CSRF token, nothing else."""

@@ -29,17 +29,29 @@ from werkzeug.wrappers import Response
 from app.audit import current_actor
 from app.database import catalog, db_session, settings
 from app.polar.access import is_owner, member_access, owner_access
-from app.polar.forms import ConnectForm, DisconnectForm, OrganizationForm, SwitchForm
+from app.polar.forms import (
+    EXPIRY_CHOICES,
+    ApiKeyForm,
+    ConnectForm,
+    DisconnectForm,
+    OrganizationForm,
+    SwitchForm,
+)
+from provisioning.api_keys import service as api_keys
+from provisioning.api_keys.models import KeyMode
 from provisioning.audit.service import record
 from provisioning.config import PolarEnvironment, Settings
 from provisioning.connect import service as connect_service
 from provisioning.connect.service import ConnectError, SessionMismatch, SupersededConnect, SwitchPending
+from provisioning.db import utcnow
 from provisioning.health.monitor import check_and_repair
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import get_integration
 from provisioning.runs import repository as runs
 from provisioning.runs.queue import enqueue_after_commit
 from provisioning.status import environments_overview, status_snapshot
+from provisioning.tenant import service as tenant
+from provisioning.tenant.service import NotReady
 
 bp = Blueprint("polar", __name__, url_prefix="/workspaces/<workspace_id>/polar")
 
@@ -88,7 +100,7 @@ def _enqueue_pending_runs(integration: PolarIntegration) -> None:
         enqueue_after_commit(db, run_id, settings().redis_url)
 
 
-def _page_url(workspace_id: str, environment: PolarEnvironment, endpoint: str = "polar.page") -> str:
+def page_url(workspace_id: str, environment: PolarEnvironment, endpoint: str = "polar.page") -> str:
     """A page of the workspace's connection to ``environment``, named only when not the default."""
     if environment == settings().default_polar.environment:
         return url_for(endpoint, workspace_id=workspace_id)
@@ -98,13 +110,36 @@ def _page_url(workspace_id: str, environment: PolarEnvironment, endpoint: str = 
 @bp.get("")
 @login_required
 def page(workspace_id: str) -> Response:
+    return render_page(workspace_id, _environment(request.args.get("environment")))
+
+
+def render_page(
+    workspace_id: str,
+    environment: PolarEnvironment,
+    *,
+    api_key_form: ApiKeyForm | None = None,
+    status: int = 200,
+) -> Response:
+    """The billing page of one mode; ``api_key_form`` is a refused new-key form to show again."""
     access = member_access(workspace_id)
-    environment = _environment(request.args.get("environment"))
     db = db_session()
     modes = environments_overview(db, settings(), workspace_id, catalog=catalog())
     snapshot = next((m for m in modes if m["environment"] == environment), None)
     if snapshot is None:
         abort(404)
+    key_modes = api_keys.available_modes(db, settings(), workspace_id)
+    if api_key_form is None:
+        here = KeyMode.of(environment)
+        api_key_form = ApiKeyForm(
+            formdata=None,
+            environment=environment.value,
+            mode=(here if here in key_modes else key_modes[0]).value if key_modes else None,
+        )
+    try:
+        connection = tenant.ready_connection(db, settings(), workspace_id, environment)
+        deploy = tenant.deploy_env(db, connection, catalog())
+    except NotReady:
+        deploy = None
     response = make_response(
         render_template(
             "polar/page.html",
@@ -116,7 +151,14 @@ def page(workspace_id: str) -> Response:
             both_modes=len(settings().polar_environments) > 1,
             connect_form=ConnectForm(environment=environment.value),
             disconnect_form=DisconnectForm(environment=environment.value),
-        )
+            deploy=deploy,
+            api_keys=api_keys.keys_of(db, workspace_id),
+            key_modes=key_modes,
+            api_key_form=api_key_form,
+            expiry_choices=EXPIRY_CHOICES,
+            now=utcnow(),
+        ),
+        status,
     )
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -151,7 +193,7 @@ def connect(workspace_id: str) -> Response:
     except ConnectError as exc:
         db.rollback()
         flash(str(exc), "error")
-        return redirect(_page_url(workspace_id, environment), 303)
+        return redirect(page_url(workspace_id, environment), 303)
     db.commit()
     session[NONCES_KEY] = [*_pending_nonces(), start.nonce][-MAX_PENDING_CONNECTS:]
     return redirect(start.authorize_url, 303)
@@ -223,7 +265,7 @@ def _finish_callback(
         and target.user_id == current_user.id
         and is_owner(target.workspace_id, current_user.id)
     ):
-        billing_url = _page_url(target.workspace_id, PolarEnvironment(target.environment))
+        billing_url = page_url(target.workspace_id, PolarEnvironment(target.environment))
         if settings().serves(target.environment):
             restart = {
                 "url": url_for("polar.connect", workspace_id=target.workspace_id),
@@ -287,7 +329,7 @@ def _finish_callback(
         # Nothing changed yet: the new grant waits on its attempt for the owner's confirmation.
         db.commit()
         session[SWITCH_NONCES_KEY] = [*_switch_nonces(), held.nonce][-MAX_PENDING_CONNECTS:]
-        return redirect(_page_url(held.workspace_id, held.environment, "polar.switch"), 303)
+        return redirect(page_url(held.workspace_id, held.environment, "polar.switch"), 303)
     except ConnectError as exc:
         # complete_connect has already rolled its own work back to a savepoint; committing keeps
         # only the consumed attempt, so the same state can never be replayed.
@@ -305,9 +347,9 @@ def _finish_callback(
     chosen = PolarEnvironment(integration.environment)
     if integration.status == IntegrationStatus.AWAITING_ORGANIZATION:
         flash("Polar is connected. Choose the organization to set up.", "info")
-        return redirect(_page_url(integration.workspace_id, chosen, "polar.organization"), 303)
+        return redirect(page_url(integration.workspace_id, chosen, "polar.organization"), 303)
     flash("Polar is connected. Setting up your billing now.", "success")
-    return redirect(_page_url(integration.workspace_id, chosen), 303)
+    return redirect(page_url(integration.workspace_id, chosen), 303)
 
 
 def _callback_page(
@@ -336,7 +378,7 @@ def organization(workspace_id: str) -> str | Response:
     db = db_session()
     integration = get_integration(db, workspace_id, environment)
     if integration is None or integration.status != IntegrationStatus.AWAITING_ORGANIZATION:
-        return redirect(_page_url(workspace_id, environment), 303)
+        return redirect(page_url(workspace_id, environment), 303)
     organizations: list[dict[str, Any]] = list(integration.reachable_organizations or [])
     form = OrganizationForm()
     form.organization_id.choices = [(o["id"], o.get("name") or o["id"]) for o in organizations]
@@ -348,7 +390,7 @@ def organization(workspace_id: str) -> str | Response:
         except ConnectError as exc:
             db.rollback()
             flash(str(exc), "error")
-            return redirect(_page_url(workspace_id, environment, "polar.organization"), 303)
+            return redirect(page_url(workspace_id, environment, "polar.organization"), 303)
         enqueue_after_commit(db, run.id, settings().redis_url)
         record(
             db,
@@ -360,7 +402,7 @@ def organization(workspace_id: str) -> str | Response:
         )
         db.commit()
         flash("Organization chosen. Setting up your billing now.", "success")
-        return redirect(_page_url(workspace_id, environment), 303)
+        return redirect(page_url(workspace_id, environment), 303)
     return render_template(
         "polar/organization.html", workspace=access.workspace, form=form, organizations=organizations
     )
@@ -378,7 +420,7 @@ def switch(workspace_id: str) -> str | Response:
     pending = connect_service.pending_switch(db, settings(), _switch_nonces(), workspace_id, environment)
     if pending is None:
         flash("No Polar switch is waiting for you here. Reconnect Polar to start again.", "info")
-        return redirect(_page_url(workspace_id, environment), 303)
+        return redirect(page_url(workspace_id, environment), 303)
     if request.method == "GET":
         return render_template(
             "polar/switch.html",
@@ -387,7 +429,7 @@ def switch(workspace_id: str) -> str | Response:
             mode=environment.mode,
             both_modes=len(settings().polar_environments) > 1,
             form=SwitchForm(environment=environment.value),
-            page_url=_page_url(workspace_id, environment),
+            page_url=page_url(workspace_id, environment),
         )
     if not form.validate():
         abort(400)
@@ -397,7 +439,7 @@ def switch(workspace_id: str) -> str | Response:
         connect_service.cancel_switch(db, settings(), nonce=nonce, user_id=current_user.id)
         db.commit()
         flash("Nothing changed: the workspace stays connected as before.", "info")
-        return redirect(_page_url(workspace_id, environment), 303)
+        return redirect(page_url(workspace_id, environment), 303)
     try:
         integration = connect_service.confirm_switch(
             db,
@@ -409,7 +451,7 @@ def switch(workspace_id: str) -> str | Response:
     except ConnectError as exc:
         db.commit()
         flash(str(exc), "error")
-        return redirect(_page_url(workspace_id, environment), 303)
+        return redirect(page_url(workspace_id, environment), 303)
     _enqueue_pending_runs(integration)
     record(
         db,
@@ -426,9 +468,9 @@ def switch(workspace_id: str) -> str | Response:
     db.commit()
     if integration.status == IntegrationStatus.AWAITING_ORGANIZATION:
         flash("Polar account switched. Choose the organization to set up.", "info")
-        return redirect(_page_url(workspace_id, environment, "polar.organization"), 303)
+        return redirect(page_url(workspace_id, environment, "polar.organization"), 303)
     flash("Polar account switched. Setting up your billing now.", "success")
-    return redirect(_page_url(workspace_id, environment), 303)
+    return redirect(page_url(workspace_id, environment), 303)
 
 
 @bp.post("/check")
@@ -444,7 +486,7 @@ def check(workspace_id: str) -> Response:
     integration = get_integration(db, workspace_id, environment)
     if integration is None or not integration.access_token or not settings().serves(environment):
         flash("Polar is not connected: there is nothing to check.", "info")
-        return redirect(_page_url(workspace_id, environment), 303)
+        return redirect(page_url(workspace_id, environment), 303)
     outcome = check_and_repair(db, settings(), integration, catalog())
     record(
         db,
@@ -459,7 +501,7 @@ def check(workspace_id: str) -> Response:
         flash("Checked: the connection and its webhook endpoint are in order.", "success")
     else:
         flash("Checked: " + "; ".join(outcome.check.problems + outcome.actions) + ".", "error")
-    return redirect(_page_url(workspace_id, environment), 303)
+    return redirect(page_url(workspace_id, environment), 303)
 
 
 @bp.route("/disconnect", methods=["GET", "POST"])
@@ -473,7 +515,7 @@ def disconnect(workspace_id: str) -> str | Response:
         integration = get_integration(db, workspace_id, environment)
         if integration is None or integration.status == IntegrationStatus.NOT_CONNECTED:
             flash("Polar is not connected.", "info")
-            return redirect(_page_url(workspace_id, environment), 303)
+            return redirect(page_url(workspace_id, environment), 303)
         return render_template(
             "polar/disconnect.html",
             workspace=access.workspace,
@@ -481,7 +523,7 @@ def disconnect(workspace_id: str) -> str | Response:
             mode=environment.mode,
             both_modes=len(settings().polar_environments) > 1,
             form=DisconnectForm(environment=environment.value),
-            page_url=_page_url(workspace_id, environment),
+            page_url=page_url(workspace_id, environment),
         )
     form = DisconnectForm()
     if not form.validate():
@@ -507,7 +549,7 @@ def disconnect(workspace_id: str) -> str | Response:
         )
     else:
         flash("Polar was not connected.", "info")
-    return redirect(_page_url(workspace_id, environment), 303)
+    return redirect(page_url(workspace_id, environment), 303)
 
 
 def init_app(app: Flask, config: Settings) -> None:

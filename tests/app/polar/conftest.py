@@ -3,6 +3,7 @@ the emulator's consent page through httpx, and the job through a real RQ worker.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,7 +14,11 @@ from polar_emulator.config import DEMO_USER_EMAIL
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
+from sqlalchemy.orm import Session
 
+from app.accounts.models import Workspace
+from provisioning.api_keys import service as api_keys
+from provisioning.api_keys.models import KeyMode
 from provisioning.config import Settings
 from provisioning.runs.queue import QUEUE_NAME
 from tests.app.conftest import csrf_token
@@ -87,3 +92,43 @@ def connect(settings: Settings, redis_url: str):
         return client.get(answer.callback_path)
 
     return _connect
+
+
+def connect_and_provision(client: FlaskClient, workspace_id: str, settings: Settings) -> None:
+    """Connect Polar (test mode) as the signed-in owner and run the provisioning job to Ready."""
+    answer = consent(start_connect(client, workspace_id))
+    assert client.get(answer.callback_path).status_code == 303
+    run_jobs(settings.redis_url, settings)
+    assert status(client, workspace_id)["status"] == "ready"
+
+
+@pytest.fixture
+def connected(owner_client: FlaskClient, workspace: Workspace) -> Workspace:
+    """The owner's workspace, test mode connected, its provisioning run queued but not run."""
+    answer = consent(start_connect(owner_client, workspace.id))
+    assert owner_client.get(answer.callback_path).status_code == 303
+    return workspace
+
+
+@pytest.fixture
+def ready(owner_client: FlaskClient, workspace: Workspace, settings: Settings) -> Workspace:
+    """The owner's workspace, test mode connected and provisioned."""
+    connect_and_provision(owner_client, workspace.id, settings)
+    return workspace
+
+
+MakeKey = Callable[..., str]
+
+
+@pytest.fixture
+def make_key(session: Session, settings: Settings) -> MakeKey:
+    """A new API key of a workspace, made by the service (committed); returns the key itself."""
+
+    def make(workspace_id: str, mode: KeyMode = KeyMode.TEST, name: str = "deploy", **kwargs) -> str:
+        created = api_keys.create(
+            session, settings, workspace_id=workspace_id, name=name, mode=mode, **kwargs
+        )
+        session.commit()
+        return created.plaintext
+
+    return make

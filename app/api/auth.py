@@ -1,0 +1,84 @@
+"""``@api_key_required``: the tenant API's only authentication, an API key sent as
+``Authorization: Bearer <key>``. No cookie or session is ever read or written.
+
+A missing, malformed, unknown, wrong, revoked or expired key gets the same 401, so a caller learns
+nothing about which. A valid key is then paced by its rate limit (429 with ``Retry-After``) and its
+use recorded (at most once a minute); the view finds it in ``current_key()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec
+
+from flask import Flask, current_app, g, request
+from werkzeug.wrappers import Response
+
+from app.api.errors import error_response
+from app.database import db_session
+from provisioning.api_keys import service as api_keys
+from provisioning.api_keys.models import ApiKey
+from provisioning.api_keys.throttle import DEFAULT_PER_MINUTE, KeyRateLimit
+from provisioning.config import Settings
+from provisioning.observability import logs
+
+P = ParamSpec("P")
+RATE_CONFIG = "API_RATE_LIMIT_PER_MINUTE"  # Flask config, not a setting: per process, for tests
+LIMITER = "connect_polar.api_rate_limit"
+UNAUTHORIZED = (
+    'A valid API key is required: send it as "Authorization: Bearer <key>". The workspace\'s owners '
+    "create keys on its billing page."
+)
+
+
+def _presented_key() -> str | None:
+    """The key of a well-formed ``Authorization: Bearer <key>`` header (the scheme in any case)."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    credentials = credentials.strip(" ")
+    if scheme.lower() != "bearer" or not credentials or any(c.isspace() for c in credentials):
+        return None
+    return credentials
+
+
+def _unauthorized() -> Response:
+    return error_response(401, "unauthorized", UNAUTHORIZED, {"WWW-Authenticate": 'Bearer realm="api"'})
+
+
+def current_key() -> ApiKey:
+    key: ApiKey = g.api_key
+    return key
+
+
+def api_key_required(view: Callable[P, Response]) -> Callable[P, Response]:
+    @wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        presented = _presented_key()
+        db = db_session()
+        key = api_keys.verify(db, presented) if presented is not None else None
+        if key is None:
+            db.rollback()
+            return _unauthorized()
+        logs.bind(workspace_id=key.workspace_id, api_key_id=key.id)
+        per_minute = int(current_app.config.get(RATE_CONFIG, DEFAULT_PER_MINUTE))
+        limiter: KeyRateLimit = current_app.extensions[LIMITER]
+        decision = limiter.hit(key.id, per_minute)
+        if not decision.allowed:
+            db.rollback()
+            return error_response(
+                429,
+                "rate_limited",
+                f"This key made more than its {per_minute} calls a minute: retry in {decision.retry_after} s.",
+                {"Retry-After": str(decision.retry_after)},
+            )
+        api_keys.record_use(db, key)
+        db.commit()
+        g.api_key = key
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def init_app(app: Flask, config: Settings) -> None:
+    app.config.setdefault(RATE_CONFIG, DEFAULT_PER_MINUTE)
+    app.extensions[LIMITER] = KeyRateLimit(config.redis_url)

@@ -1,0 +1,348 @@
+"""The tenant API's OpenAPI 3.1 document, as data: served at ``/api/v1/openapi.json`` and the
+contract the tests hold every response they receive to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+VERSION = "1.0.0"
+
+
+def _error(description: str, *, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+_NO_STORE = {"Cache-Control": {"$ref": "#/components/headers/NoStore"}}
+_KEYED_ERRORS = {
+    "401": {"$ref": "#/components/responses/Unauthorized"},
+    "409": {"$ref": "#/components/responses/NotReady"},
+    "429": {"$ref": "#/components/responses/RateLimited"},
+    "default": {"$ref": "#/components/responses/Error"},
+}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Connect Polar tenant API",
+        "version": VERSION,
+        "summary": "What a workspace's own deployment reads of its Polar billing.",
+        "description": (
+            "Authenticate with an API key of the workspace, created by an owner on the workspace's "
+            "billing page and sent as `Authorization: Bearer <key>`. A test-mode key (`cp_test_…`) "
+            "reads the workspace's test-mode connection (Polar's sandbox), a live-mode key "
+            "(`cp_live_…`) its live-mode connection (Polar's production). Each key may make 600 "
+            "calls a minute (bursts included); beyond, 429 with `Retry-After`. Every error is "
+            '`{"error": {"code", "message"}}`.'
+        ),
+    },
+    "servers": [{"url": "/api/v1"}],
+    "security": [{"apiKey": []}],
+    "paths": {
+        "/plans": {
+            "get": {
+                "operationId": "listPlans",
+                "summary": "The plans as provisioned in the key's Polar organization",
+                "description": (
+                    "The catalog revision the connection was last provisioned with: each plan's "
+                    "prices (amounts in cents), benefits and the id of its product at Polar (null "
+                    "while not provisioned)."
+                ),
+                "responses": {
+                    "200": {
+                        "description": "The plans",
+                        "headers": _NO_STORE,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/PlanList"}}
+                        },
+                    },
+                    **_KEYED_ERRORS,
+                },
+            }
+        },
+        "/env": {
+            "get": {
+                "operationId": "getDeployEnv",
+                "summary": "The environment variables a tenant's deploy needs",
+                "description": (
+                    "`POLAR_SERVER` (`sandbox` or `production`), `POLAR_ORGANIZATION_ID` and one "
+                    "`POLAR_PRODUCT_<PLAN>` per plan (the plan id upper-cased, every character other "
+                    "than a letter or digit as `_`; empty while the plan has no product). As JSON, "
+                    "or as a `.env` block alone with `?format=dotenv` or `Accept: text/plain`."
+                ),
+                "parameters": [
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "required": False,
+                        "description": "`dotenv` answers the block as text/plain; `json` (the default) as JSON.",
+                        "schema": {"type": "string", "enum": ["json", "dotenv"]},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The variables",
+                        "headers": _NO_STORE,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/DeployEnv"}},
+                            "text/plain": {
+                                "schema": {"type": "string"},
+                                "example": "POLAR_SERVER=sandbox\nPOLAR_ORGANIZATION_ID=…\nPOLAR_PRODUCT_FREE=…\n",
+                            },
+                        },
+                    },
+                    "400": {"$ref": "#/components/responses/BadRequest"},
+                    **_KEYED_ERRORS,
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "getOpenApiDocument",
+                "summary": "This document",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI 3.1 document",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "default": {"$ref": "#/components/responses/Error"},
+                },
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "apiKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key of the workspace: `cp_test_…` or `cp_live_…`.",
+            }
+        },
+        "headers": {
+            "NoStore": {"description": "Never cached", "schema": {"type": "string", "const": "no-store"}},
+        },
+        "responses": {
+            "Unauthorized": _error(
+                "No key, or one that is malformed, unknown, revoked or expired (the same answer for all)",
+                headers={
+                    "WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="api"'}
+                },
+            ),
+            "NotReady": _error(
+                "The connection the key's mode reads is missing or not ready (code `not_ready`); the "
+                "message says what to do"
+            ),
+            "RateLimited": _error(
+                "The key made more calls than its rate allows (code `rate_limited`)",
+                headers={
+                    "Retry-After": {
+                        "description": "Seconds until the key may call again",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                },
+            ),
+            "BadRequest": _error("A parameter is not one the endpoint accepts (code `bad_request`)"),
+            "Error": _error(
+                "Any other error: `not_found` (404), `method_not_allowed` (405), `internal_error` (500)…"
+            ),
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "additionalProperties": False,
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "code": {
+                                "type": "string",
+                                "examples": ["unauthorized", "not_ready", "rate_limited", "not_found"],
+                            },
+                            "message": {
+                                "type": "string",
+                                "description": "For people: what happened, what to do",
+                            },
+                        },
+                    }
+                },
+            },
+            "Mode": {
+                "type": "string",
+                "enum": ["test", "live"],
+                "description": "test: Polar's sandbox; live: Polar's production",
+            },
+            "PlanList": {
+                "type": "object",
+                "required": ["mode", "environment", "organization_id", "catalog_revision", "plans"],
+                "additionalProperties": False,
+                "properties": {
+                    "mode": {"$ref": "#/components/schemas/Mode"},
+                    "environment": {"type": "string", "enum": ["sandbox", "production"]},
+                    "organization_id": {**_NULLABLE_STRING, "description": "The Polar organization's id"},
+                    "catalog_revision": {"type": "string"},
+                    "plans": {"type": "array", "items": {"$ref": "#/components/schemas/Plan"}},
+                },
+            },
+            "Plan": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "name",
+                    "description",
+                    "interval",
+                    "interval_count",
+                    "polar_product_id",
+                    "prices",
+                    "benefits",
+                ],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+                    "name": {"type": "string"},
+                    "description": _NULLABLE_STRING,
+                    "interval": {
+                        "type": ["string", "null"],
+                        "enum": ["day", "week", "month", "year", None],
+                        "description": "null for a one-time product",
+                    },
+                    "interval_count": {"type": "integer", "minimum": 1},
+                    "polar_product_id": {
+                        **_NULLABLE_STRING,
+                        "description": "The product's id at Polar; null while not provisioned",
+                    },
+                    "prices": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/FixedPrice"},
+                                {"$ref": "#/components/schemas/MeteredUnitPrice"},
+                            ]
+                        },
+                    },
+                    "benefits": {
+                        "type": "array",
+                        "items": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/FeatureFlagBenefit"},
+                                {"$ref": "#/components/schemas/CustomBenefit"},
+                                {"$ref": "#/components/schemas/MeterCreditBenefit"},
+                            ]
+                        },
+                    },
+                },
+            },
+            "FixedPrice": {
+                "type": "object",
+                "required": ["type", "currency", "amount"],
+                "additionalProperties": False,
+                "properties": {
+                    "type": {"const": "fixed"},
+                    "currency": {"type": "string", "pattern": "^[a-z]{3}$"},
+                    "amount": {"type": "integer", "minimum": 0, "description": "In cents (0: free)"},
+                },
+            },
+            "MeteredUnitPrice": {
+                "type": "object",
+                "required": ["type", "currency", "unit_amount", "cap_amount", "meter"],
+                "additionalProperties": False,
+                "properties": {
+                    "type": {"const": "metered_unit"},
+                    "currency": {"type": "string", "pattern": "^[a-z]{3}$"},
+                    "unit_amount": {
+                        "type": "string",
+                        "pattern": "^[0-9]+(\\.[0-9]+)?$",
+                        "description": 'Cents per unit, as a decimal string (e.g. "0.05")',
+                    },
+                    "cap_amount": {
+                        "type": ["integer", "null"],
+                        "minimum": 0,
+                        "description": "The most a period costs, in cents",
+                    },
+                    "meter": {"$ref": "#/components/schemas/Meter"},
+                },
+            },
+            "Meter": {
+                "type": "object",
+                "required": ["id", "name", "event_name", "aggregation", "property"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "event_name": {**_NULLABLE_STRING, "description": "The usage events it counts"},
+                    "aggregation": {
+                        "type": ["string", "null"],
+                        "enum": ["count", "sum", "max", "min", "avg", "unique", None],
+                    },
+                    "property": _NULLABLE_STRING,
+                },
+            },
+            "FeatureFlagBenefit": {
+                "type": "object",
+                "required": ["id", "type", "description"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string"},
+                    "type": {"const": "feature_flag"},
+                    "description": {"type": "string"},
+                },
+            },
+            "CustomBenefit": {
+                "type": "object",
+                "required": ["id", "type", "description", "note"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string"},
+                    "type": {"const": "custom"},
+                    "description": {"type": "string"},
+                    "note": _NULLABLE_STRING,
+                },
+            },
+            "MeterCreditBenefit": {
+                "type": "object",
+                "required": ["id", "type", "description", "meter", "units", "rollover"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string"},
+                    "type": {"const": "meter_credit"},
+                    "description": {"type": "string"},
+                    "meter": {"type": "string", "description": "The id of the meter credited"},
+                    "units": {"type": "integer", "minimum": 1},
+                    "rollover": {"type": "boolean"},
+                },
+            },
+            "DeployEnv": {
+                "type": "object",
+                "required": ["mode", "variables", "dotenv"],
+                "additionalProperties": False,
+                "properties": {
+                    "mode": {"$ref": "#/components/schemas/Mode"},
+                    "variables": {
+                        "type": "object",
+                        "required": ["POLAR_SERVER", "POLAR_ORGANIZATION_ID"],
+                        "properties": {
+                            "POLAR_SERVER": {"type": "string", "enum": ["sandbox", "production"]},
+                            "POLAR_ORGANIZATION_ID": _NULLABLE_STRING,
+                        },
+                        "propertyNames": {"pattern": "^POLAR_(SERVER|ORGANIZATION_ID|PRODUCT_[A-Z0-9_]+)$"},
+                        "additionalProperties": _NULLABLE_STRING,
+                    },
+                    "dotenv": {
+                        "type": "string",
+                        "description": "The same variables as a .env block, one NAME=value line each",
+                    },
+                },
+            },
+        },
+    },
+}

@@ -1,0 +1,92 @@
+"""The tenant API's endpoints under ``/api/v1``: JSON only (the ``.env`` block aside), each
+answering for the connection its key's mode picks (test: sandbox, live: production)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, jsonify, request
+
+from app.api import auth, openapi, sessions
+from app.api.auth import api_key_required, current_key
+from app.api.errors import NO_STORE, error_response
+from app.database import catalog, db_session, settings
+from app.extensions import csrf
+from provisioning.api_keys.models import ApiKey
+from provisioning.config import Settings
+from provisioning.integrations.models import PolarIntegration
+from provisioning.tenant import service as tenant
+from provisioning.tenant.service import NotReady
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+FORMATS = ("json", "dotenv")
+
+
+def _connection(key: ApiKey) -> PolarIntegration | Response:
+    try:
+        return tenant.ready_connection(db_session(), settings(), key.workspace_id, key.environment)
+    except NotReady as exc:
+        return error_response(409, "not_ready", str(exc))
+
+
+def _json(body: object) -> Response:
+    response = jsonify(body)
+    response.headers["Cache-Control"] = NO_STORE
+    return response
+
+
+@bp.get("/plans")
+@api_key_required
+def plans() -> Response:
+    """The catalog as provisioned in the key's connection: each plan with its prices, benefits and
+    Polar product id."""
+    connection = _connection(current_key())
+    if isinstance(connection, Response):
+        return connection
+    return _json(tenant.plans(db_session(), connection, catalog()))
+
+
+def _wants_dotenv() -> bool | None:
+    """``?format=dotenv`` (or ``json``) decides; without it, ``Accept`` preferring text/plain.
+    ``None`` for an unknown format."""
+    chosen = request.args.get("format")
+    if chosen is not None:
+        return chosen == "dotenv" if chosen in FORMATS else None
+    best = request.accept_mimetypes.best_match(["application/json", "text/plain"])
+    return best == "text/plain"
+
+
+@bp.get("/env")
+@api_key_required
+def env() -> Response:
+    """What a tenant's deploy needs: ``POLAR_SERVER``, ``POLAR_ORGANIZATION_ID`` and one
+    ``POLAR_PRODUCT_<PLAN>`` per plan, as JSON and as a ``.env`` block (or the block alone, as
+    text/plain)."""
+    dotenv = _wants_dotenv()
+    if dotenv is None:
+        return error_response(400, "bad_request", "format must be json or dotenv.")
+    key = current_key()
+    connection = _connection(key)
+    if isinstance(connection, Response):
+        return connection
+    values = tenant.deploy_env(db_session(), connection, catalog())
+    if dotenv:
+        return Response(
+            values.dotenv, mimetype="text/plain", headers={"Cache-Control": NO_STORE, "Vary": "Accept"}
+        )
+    response = _json({"mode": key.mode.value, "variables": values.variables, "dotenv": values.dotenv})
+    response.headers["Vary"] = "Accept"
+    return response
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """The API's OpenAPI 3.1 description (no key needed)."""
+    response = jsonify(openapi.DOCUMENT)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+def init_app(app: Flask, config: Settings) -> None:
+    auth.init_app(app, config)
+    sessions.init_app(app)
+    csrf.exempt(bp)  # no cookies: a key in a header is what a forged request cannot send
+    app.register_blueprint(bp)
