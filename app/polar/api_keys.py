@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, abort, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from app.audit import current_actor
@@ -18,7 +19,7 @@ from app.polar.forms import ApiKeyForm, RevokeKeyForm
 from app.polar.views import page_url, render_page
 from provisioning.api_keys import service as api_keys
 from provisioning.api_keys.models import KeyMode
-from provisioning.api_keys.service import ApiKeyRefused
+from provisioning.api_keys.service import AlreadyCreated, ApiKeyRefused
 from provisioning.audit.service import record
 from provisioning.config import PolarEnvironment
 
@@ -52,7 +53,17 @@ def create(workspace_id: str) -> Response:
             mode=mode,
             expires_in_days=int(form.expires.data) if form.expires.data else None,
             user_id=current_user.id,
+            nonce=form.nonce.data or None,
         )
+        db.flush()
+    except AlreadyCreated as exc:
+        db.rollback()
+        flash(str(exc), "info")
+        return redirect(page_url(workspace_id, exc.key.environment) + "#api-keys", 303)
+    except IntegrityError:  # the same form, sent twice at once: the other request made the key
+        db.rollback()
+        flash("This form was already sent: its key is shown only once, on the first answer.", "info")
+        return redirect(page_url(workspace_id, tab) + "#api-keys", 303)
     except ApiKeyRefused as exc:
         db.rollback()
         getattr(form, exc.field, form.name).errors = [str(exc)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, RadioField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
@@ -48,6 +50,8 @@ class ApiKeyForm(FlaskForm):
     (the page offers only those it has)."""
 
     environment = HiddenField(validators=[Optional()])
+    # This form's own: sent twice (a reload of the answer page, a double click), it makes one key.
+    nonce = HiddenField(default=lambda: uuid.uuid4().hex, validators=[Optional(), Length(max=64)])
     name = StringField(
         "Name",
         validators=[

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from provisioning.config import PolarEnvironment
@@ -41,7 +41,11 @@ class KeyMode(enum.StrEnum):
 
 class ApiKey(Base):
     __tablename__ = "api_key"
-    __table_args__ = (Index("ix_api_key_workspace_id_created_at", "workspace_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_api_key_workspace_id_created_at", "workspace_id", "created_at"),
+        # One key per form sent: a reload or a double click that sends it again creates none.
+        UniqueConstraint("workspace_id", "create_nonce", name="uq_api_key_workspace_id_create_nonce"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     workspace_id: Mapped[str] = mapped_column(String(36), ForeignKey("workspace.id", ondelete="CASCADE"))
@@ -58,6 +62,8 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_by_user_id: Mapped[str | None] = mapped_column(String(36))
+    # The nonce of the owner's create form (none from the CLI).
+    create_nonce: Mapped[str | None] = mapped_column(String(64))
 
     @property
     def mode(self) -> KeyMode:

@@ -17,6 +17,12 @@ def add(session: Session, key: ApiKey) -> ApiKey:
     return key
 
 
+def by_create_nonce(session: Session, workspace_id: str, nonce: str) -> ApiKey | None:
+    return session.scalar(
+        select(ApiKey).where(ApiKey.workspace_id == workspace_id, ApiKey.create_nonce == nonce)
+    )
+
+
 def by_lookup_id(session: Session, lookup_id: str) -> ApiKey | None:
     return session.scalar(select(ApiKey).where(ApiKey.lookup_id == lookup_id))
 

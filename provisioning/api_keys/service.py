@@ -48,6 +48,18 @@ class ApiKeyRefused(ConnectPolarError):
         self.field = field
 
 
+class AlreadyCreated(ConnectPolarError):
+    """The create form was sent again (a reload, a double click): its key exists and is not shown
+    again."""
+
+    def __init__(self, key: ApiKey) -> None:
+        super().__init__(
+            f"The key {key.name} ({key.display_prefix}…) was already created from this form; it is "
+            "shown only once. If it was not copied, revoke it and create another."
+        )
+        self.key = key
+
+
 @dataclass(frozen=True)
 class CreatedKey:
     key: ApiKey
@@ -113,9 +125,17 @@ def create(
     expires_in_days: int | None = None,
     user_id: str | None = None,
     now: datetime | None = None,
+    nonce: str | None = None,
 ) -> CreatedKey:
-    """A new key for the workspace's connection in ``mode``; its plaintext is returned once."""
+    """A new key for the workspace's connection in ``mode``; its plaintext is returned once.
+
+    ``nonce``: the create form's own; a form sent again raises AlreadyCreated instead of making a
+    second key (a concurrent double send is stopped by the unique constraint at commit)."""
     now = now or utcnow()
+    if nonce:
+        existing = repository.by_create_nonce(session, workspace_id, nonce)
+        if existing is not None:
+            raise AlreadyCreated(existing)
     clean = _clean_name(name)
     if expires_in_days is not None and not 1 <= expires_in_days <= MAX_EXPIRY_DAYS:
         raise ApiKeyRefused(f"A key expires after 1 to {MAX_EXPIRY_DAYS} days, or never.", "expires")
@@ -134,6 +154,7 @@ def create(
             created_by_user_id=user_id,
             created_at=now,
             expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+            create_nonce=nonce or None,
         ),
     )
     return CreatedKey(key, plaintext)

@@ -74,6 +74,24 @@ def test_a_new_key_is_shown_once_and_stored_as_a_hash(
     assert plaintext not in repr(event.details) and event.actor_email == "owner@example.com"
 
 
+def test_the_create_form_sent_again_makes_no_second_key_and_shows_none(
+    app: Flask, owner_client: FlaskClient, ready: Workspace, session: Session
+) -> None:
+    """A reload of the answer page (the browser sends the form again) or a double click."""
+    first = _create(owner_client, ready.id, nonce="form-1")
+    assert first.status_code == 200 and KEY_RE.search(first.get_data(as_text=True))
+
+    again = _create(owner_client, ready.id, nonce="form-1")
+
+    assert again.status_code == 303
+    assert KEY_RE.search(again.get_data(as_text=True)) is None
+    assert len(_keys(session, ready.id)) == 1
+    page = owner_client.get(again.headers["Location"]).get_data(as_text=True)
+    assert "already created from this form" in page and KEY_RE.search(page) is None
+    assert _create(owner_client, ready.id, nonce="form-2").status_code == 200  # a new form: a new key
+    assert len(_keys(session, ready.id)) == 2
+
+
 def test_the_list_shows_each_key_and_its_state(
     app: Flask, owner_client: FlaskClient, ready: Workspace, make_key: MakeKey, session: Session
 ) -> None:
