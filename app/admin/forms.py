@@ -21,6 +21,12 @@ class RetryForm(ActionForm):
     run_id = HiddenField(validators=[DataRequired()])
 
 
+class RevokeKeyForm(ActionForm):
+    """Revoke one of the workspace's API keys (a leaked key, say), with the reason."""
+
+    key_id = HiddenField(validators=[DataRequired()])
+
+
 class ConfirmedActionForm(ActionForm):
     confirm = BooleanField(
         "I confirm", validators=[DataRequired("Tick the box to confirm: this cannot be undone from here.")]

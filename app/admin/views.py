@@ -20,13 +20,15 @@ from werkzeug.wrappers import Response
 
 from app.admin import repository
 from app.admin.access import staff_required
-from app.admin.forms import ActionForm, BulkForm, ConfirmedActionForm, RequeueForm, RetryForm
+from app.admin.forms import ActionForm, BulkForm, ConfirmedActionForm, RequeueForm, RetryForm, RevokeKeyForm
 from app.audit import current_actor
 from app.database import catalog, db_session, settings
+from provisioning.api_keys import service as api_keys
 from provisioning.audit import repository as audit_repository
 from provisioning.audit.service import record
 from provisioning.config import PolarEnvironment
 from provisioning.connect import service as connect_service
+from provisioning.db import utcnow
 from provisioning.errors import ConnectPolarError
 from provisioning.health.monitor import check_and_repair
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
@@ -167,7 +169,9 @@ def workspace(workspace_id: str) -> str:
                 "served": settings().serves(integration.environment),
             }
         )
+    keys = api_keys.keys_of(db, workspace_id)
     people = {i.connected_by_user_id for i in connections if i.connected_by_user_id}
+    people |= {k.created_by_user_id for k in keys if k.created_by_user_id}
     for d in details:
         people |= {r.requested_by_user_id for r in d["runs"] if r.requested_by_user_id}
     trail, _ = audit_repository.find(db, audit_repository.AuditFilter(workspace_id=workspace_id), limit=50)
@@ -187,6 +191,9 @@ def workspace(workspace_id: str) -> str:
         action_form=ActionForm(),
         confirm_form=ConfirmedActionForm(),
         retry_form=RetryForm(),
+        api_keys=keys,
+        revoke_key_form=RevokeKeyForm(),
+        now=utcnow(),
         dumps=lambda payload: json.dumps(payload, indent=2, sort_keys=True, default=str),
         hook_url=lambda integration: webhook_url(settings(), integration),
     )
@@ -357,6 +364,36 @@ def disconnect(workspace_id: str) -> Response:
     )
     db.commit()
     flash(f"Polar ({environment}) is disconnected from this workspace.", "success")
+    return _back(workspace_id)
+
+
+@bp.post("/workspaces/<workspace_id>/api-keys/revoke")
+@staff_required
+def revoke_api_key(workspace_id: str) -> Response:
+    """A workspace's API key revoked by staff (a key leaked in a support ticket, say), audited with
+    the reason; the owner sees it revoked on the billing page."""
+    _workspace_or_404(workspace_id)
+    form = RevokeKeyForm()
+    if not form.validate():
+        return _invalid(form, workspace_id)
+    db = db_session()
+    key = api_keys.key_in(db, workspace_id, form.key_id.data or "")
+    if key is None:
+        abort(404, description="No such API key in this workspace.")
+    if not api_keys.revoke(db, key, user_id=current_user.id):
+        flash(f"The API key {key.name} was already revoked.", "info")
+        return _back(workspace_id)
+    record(
+        db,
+        current_actor(),
+        "staff.revoke_api_key",
+        workspace_id=workspace_id,
+        targets={"api_key_id": key.id},
+        reason=form.reason.data,
+        details={"name": key.name, "mode": key.mode.value, "prefix": key.display_prefix},
+    )
+    db.commit()
+    flash(f"The API key {key.name} ({key.display_prefix}…) is revoked: calls with it are refused.", "success")
     return _back(workspace_id)
 
 

@@ -3,6 +3,9 @@ reason, watch it become ready, and find the action in the audit trail."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import httpx
 from playwright.sync_api import Page, expect
 from polar_emulator.config import DEMO_USER_EMAIL
@@ -10,6 +13,7 @@ from polar_emulator.config import DEMO_USER_EMAIL
 from tests.browser.live import LivePlatform
 
 PROVISIONING_TIMEOUT_MS = 60_000
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "pages"
 
 
 def test_staff_fix_a_failed_setup_from_the_console(page: Page, new_page, live_platform: LivePlatform) -> None:
@@ -39,6 +43,7 @@ def test_staff_fix_a_failed_setup_from_the_console(page: Page, new_page, live_pl
     expect(row).to_contain_text("Failed")
     row.get_by_role("link", name="Broken Billing").click()
     expect(page.get_by_role("heading", name="Broken Billing")).to_be_visible()
+    workspace_url = page.url
 
     failed_step = page.locator("li.step-failed").first
     expect(failed_step).to_contain_text("ensure products")
@@ -60,3 +65,18 @@ def test_staff_fix_a_failed_setup_from_the_console(page: Page, new_page, live_pl
     entry = page.get_by_role("row").filter(has_text="staff.reprovision")
     expect(entry).to_contain_text("support@connect-polar.test")
     expect(entry).to_contain_text("Polar refused product creates; fixed on their side")
+
+    # The owner pastes a new API key into a support ticket: staff revoke it, with the reason.
+    owner.reload()
+    owner.locator("#key-name").fill("Pasted in a ticket")
+    owner.get_by_role("button", name="Create API key").click()
+    expect(owner.get_by_role("heading", name="API key created")).to_be_visible()
+    page.goto(workspace_url)
+    keys = page.locator("#api-keys")
+    expect(keys).to_contain_text("Pasted in a ticket")
+    keys.get_by_label("Revoke: why?").fill("The owner pasted the key in ticket 4711")
+    if os.environ.get("PAGE_SHOTS"):
+        keys.screenshot(path=str(SHOTS / "console-api-keys.png"))
+    keys.get_by_role("button", name="Revoke").click()
+    expect(page.get_by_role("status").filter(has_text="is revoked")).to_be_visible()
+    expect(page.locator("#api-keys")).to_contain_text("revoked")

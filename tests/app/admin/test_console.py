@@ -13,6 +13,8 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from app.accounts.models import User, Workspace
+from provisioning.api_keys import service as api_keys
+from provisioning.api_keys.models import KeyMode
 from provisioning.audit.models import AuditEvent
 from provisioning.config import Settings
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
@@ -85,6 +87,7 @@ POSTS = [
     "/admin/workspaces/{ws}/retry",
     "/admin/workspaces/{ws}/check",
     "/admin/workspaces/{ws}/disconnect",
+    "/admin/workspaces/{ws}/api-keys/revoke",
     "/admin/bulk/reprovision",
     "/admin/queue/requeue",
 ]
@@ -289,6 +292,44 @@ def test_disconnect_by_staff_needs_confirmation_and_is_audited(
     assert integration.status == IntegrationStatus.NOT_CONNECTED and integration.access_token is None
     [event] = _audit(session, "staff.disconnect")
     assert event.reason == "owner asked by email"
+
+
+def test_staff_see_a_workspace_s_api_keys_and_revoke_one_with_a_reason(
+    staff_client: FlaskClient, connected: Workspace, owner: User, session: Session, settings: Settings
+) -> None:
+    created = api_keys.create(
+        session, settings, workspace_id=connected.id, name="Leaked in a ticket", mode=KeyMode.TEST
+    )
+    session.commit()
+    key = created.key
+    path = f"/admin/workspaces/{connected.id}"
+    page = staff_client.get(path).get_data(as_text=True)
+    assert "Leaked in a ticket" in page and f"{key.display_prefix}…" in page
+    assert created.plaintext not in page
+
+    token = _token(staff_client, path)
+    refused = staff_client.post(f"{path}/api-keys/revoke", data={"csrf_token": token, "key_id": key.id})
+    assert refused.status_code == 303  # no reason: nothing changes
+    session.expire_all()
+    assert api_keys.verify(session, created.plaintext) is not None
+
+    response = staff_client.post(
+        f"{path}/api-keys/revoke",
+        data={"csrf_token": token, "key_id": key.id, "reason": "the owner pasted it in a ticket"},
+    )
+    assert response.status_code == 303
+    session.expire_all()
+    assert api_keys.verify(session, created.plaintext) is None
+    [event] = _audit(session, "staff.revoke_api_key")
+    assert event.reason == "the owner pasted it in a ticket"
+    assert event.target_ids == {"api_key_id": key.id}
+    assert (
+        staff_client.post(
+            f"/admin/workspaces/{UNKNOWN}/api-keys/revoke",
+            data={"csrf_token": token, "key_id": key.id, "reason": "x"},
+        ).status_code
+        == 404
+    )
 
 
 def test_retry_requeues_a_failed_run(
