@@ -2,7 +2,8 @@
 ``Authorization: Bearer <key>``. No cookie or session is ever read or written.
 
 A missing, malformed, unknown, wrong, revoked or expired key gets the same 401, so a caller learns
-nothing about which. A valid key is then paced by its rate limit (429 with ``Retry-After``) and its
+nothing about which; an address that sent ``FAILURES_PER_MINUTE`` of them (30) within a minute is
+refused (429) before any further key it sends is looked at. A valid key is then paced by its rate limit (429 with ``Retry-After``) and its
 use recorded (at most once a minute); the view finds it in ``current_key()``.
 """
 
@@ -19,12 +20,13 @@ from app.api.errors import error_response
 from app.database import db_session
 from provisioning.api_keys import service as api_keys
 from provisioning.api_keys.models import ApiKey
-from provisioning.api_keys.throttle import DEFAULT_PER_MINUTE, KeyRateLimit
+from provisioning.api_keys.throttle import DEFAULT_PER_MINUTE, FAILURES_PER_MINUTE, KeyRateLimit
 from provisioning.config import Settings
 from provisioning.observability import logs
 
 P = ParamSpec("P")
 RATE_CONFIG = "API_RATE_LIMIT_PER_MINUTE"  # Flask config, not a setting: per process, for tests
+FAILURES_CONFIG = "API_REFUSED_KEYS_PER_MINUTE"  # refused keys an address may send a minute
 LIMITER = "connect_polar.api_rate_limit"
 UNAUTHORIZED = (
     'A valid API key is required: send it as "Authorization: Bearer <key>". The workspace\'s owners '
@@ -54,14 +56,25 @@ def api_key_required(view: Callable[P, Response]) -> Callable[P, Response]:
     @wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
         presented = _presented_key()
+        limiter: KeyRateLimit = current_app.extensions[LIMITER]
+        address = request.remote_addr or "unknown"
+        failures = int(current_app.config.get(FAILURES_CONFIG, FAILURES_PER_MINUTE))
+        blocked = limiter.address_blocked(address, failures)
+        if not blocked.allowed:
+            return error_response(
+                429,
+                "rate_limited",
+                f"Too many calls with a refused API key from this address: retry in {blocked.retry_after} s.",
+                {"Retry-After": str(blocked.retry_after)},
+            )
         db = db_session()
         key = api_keys.verify(db, presented) if presented is not None else None
         if key is None:
             db.rollback()
+            limiter.failed(address, failures)
             return _unauthorized()
         logs.bind(workspace_id=key.workspace_id, api_key_id=key.id)
         per_minute = int(current_app.config.get(RATE_CONFIG, DEFAULT_PER_MINUTE))
-        limiter: KeyRateLimit = current_app.extensions[LIMITER]
         decision = limiter.hit(key.id, per_minute)
         if not decision.allowed:
             db.rollback()
@@ -81,4 +94,5 @@ def api_key_required(view: Callable[P, Response]) -> Callable[P, Response]:
 
 def init_app(app: Flask, config: Settings) -> None:
     app.config.setdefault(RATE_CONFIG, DEFAULT_PER_MINUTE)
+    app.config.setdefault(FAILURES_CONFIG, FAILURES_PER_MINUTE)
     app.extensions[LIMITER] = KeyRateLimit(config.redis_url)

@@ -180,8 +180,9 @@ def _headers_for(key: str) -> list[dict[str, str]]:
 
 
 def test_every_bad_authorization_gets_the_same_401(
-    client: FlaskClient, ready: Workspace, make_key: MakeKey
+    app: Flask, client: FlaskClient, ready: Workspace, make_key: MakeKey
 ) -> None:
+    app.config["API_REFUSED_KEYS_PER_MINUTE"] = 1000  # this test sends many; the next tests the limit
     key = make_key(ready.id)
     bodies = set()
     for headers in _headers_for(key):
@@ -196,6 +197,21 @@ def test_every_bad_authorization_gets_the_same_401(
     # The scheme is case-insensitive; the key is not.
     assert call(client, "/plans", headers={"Authorization": f"bearer {key}"}).status_code == 200
     assert call(client, "/plans", headers={"Authorization": f"Bearer {key.upper()}"}).status_code == 401
+
+
+def test_an_address_guessing_keys_is_refused_before_its_keys_are_looked_at(
+    app: Flask, client: FlaskClient, ready: Workspace, make_key: MakeKey
+) -> None:
+    app.config["API_REFUSED_KEYS_PER_MINUTE"] = 5
+    key = make_key(ready.id)
+    for n in range(5):
+        assert call(client, "/plans", f"cp_test_{'a' * 12}_{n:043d}").status_code == 401
+    refused = call(client, "/plans", key)  # even a right guess: not looked at now
+    assert refused.status_code == 429
+    assert refused.get_json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 12  # 5 a minute: one every 12 s
+    other = call(client, "/plans", key, environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert other.status_code == 200  # another address is not held back
 
 
 def test_revoked_and_expired_keys_get_the_same_401(
@@ -341,7 +357,7 @@ def test_the_document_is_served_and_describes_every_route(app: Flask, client: Fl
     assert response.get_json() == DOCUMENT
     assert DOCUMENT["openapi"] == "3.1.0"
     routes = {
-        rule.rule.removeprefix("/api/v1")
+        re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule.removeprefix("/api/v1"))
         for rule in app.url_map.iter_rules()
         if rule.endpoint.startswith("api.") and rule.endpoint != "api.static"
     }
