@@ -11,6 +11,9 @@ PRODUCT_SCOPES = ("products:read", "products:write")
 BENEFIT_SCOPES = ("benefits:read", "benefits:write")
 METER_SCOPES = ("meters:read", "meters:write")
 WEBHOOK_SCOPES = ("webhooks:read", "webhooks:write")
+# What the tenant API's runtime calls need (Polar's OpenAPI security requirements): checkouts,
+# customer portal sessions, a customer's state.
+RUNTIME_SCOPES = ("checkouts:write", "customer_sessions:write", "customers:read")
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,13 @@ class Catalog:
         raise KeyError(plan_id)
 
     def required_scopes(self) -> list[str]:
-        """The OAuth scopes provisioning this catalog needs, in a stable order."""
+        """The OAuth scopes provisioning this catalog and serving it at runtime (the tenant API's
+        checkouts, portal sessions and customer state) need, in a stable order."""
         scopes = [*BASE_SCOPES, *PRODUCT_SCOPES]
         if self.benefits:
             scopes += BENEFIT_SCOPES
         if self.meters:
             scopes += METER_SCOPES
         scopes += WEBHOOK_SCOPES
+        scopes += RUNTIME_SCOPES
         return scopes

@@ -37,12 +37,16 @@ def test_default_catalog_loads():
         "meters:write",
         "webhooks:read",
         "webhooks:write",
+        "checkouts:write",
+        "customer_sessions:write",
+        "customers:read",
     ]
 
 
 def test_scopes_follow_the_catalog():
     scopes = parse_catalog(PLAN.format(amount=100)).required_scopes()
     assert "benefits:write" not in scopes and "meters:write" not in scopes and "webhooks:write" in scopes
+    assert "checkouts:write" in scopes  # the tenant API's runtime scopes, whatever the catalog
 
 
 @pytest.mark.parametrize(
