@@ -26,6 +26,29 @@ _KEYED_ERRORS = {
     "default": {"$ref": "#/components/responses/Error"},
 }
 _NULLABLE_STRING = {"type": ["string", "null"]}
+# The tenant API's calls to Polar: what they may answer besides _KEYED_ERRORS.
+_POLAR_ERRORS = {
+    "400": {"$ref": "#/components/responses/BadRequest"},
+    "409": {"$ref": "#/components/responses/Conflict"},
+    "502": {"$ref": "#/components/responses/PolarUnavailable"},
+    "503": {"$ref": "#/components/responses/PolarBusy"},
+}
+
+
+def _created(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": _NO_STORE,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -102,6 +125,75 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/checkouts": {
+            "post": {
+                "operationId": "createCheckout",
+                "summary": "A Polar checkout for a plan, for one of the tenant's customers",
+                "description": (
+                    "Creates a checkout at Polar for the plan's product in the key's organization, for "
+                    "the customer the tenant knows as `external_customer_id` (Polar links the "
+                    "customer it creates to that id). Send the customer to `url`; after paying, Polar "
+                    "sends them to `success_url`. Needs the `checkouts:write` scope."
+                ),
+                "requestBody": _body("CheckoutCreate"),
+                "responses": {
+                    "201": _created("The checkout", "Checkout"),
+                    "422": {"$ref": "#/components/responses/InvalidRequest"},
+                    **_KEYED_ERRORS,
+                    **_POLAR_ERRORS,
+                },
+            }
+        },
+        "/customer-portal": {
+            "post": {
+                "operationId": "createCustomerPortalSession",
+                "summary": "A Polar customer portal link for one of the tenant's customers",
+                "description": (
+                    "A customer session at Polar: `url` opens the customer's portal (subscriptions, "
+                    "orders, payment methods) until `expires_at`. Needs `customer_sessions:write`."
+                ),
+                "requestBody": _body("CustomerPortalCreate"),
+                "responses": {
+                    "201": _created("The portal link", "CustomerPortal"),
+                    "404": {"$ref": "#/components/responses/UnknownCustomer"},
+                    "422": {"$ref": "#/components/responses/InvalidRequest"},
+                    **_KEYED_ERRORS,
+                    **_POLAR_ERRORS,
+                },
+            }
+        },
+        "/customers/{external_id}/state": {
+            "get": {
+                "operationId": "getCustomerState",
+                "summary": "A customer's active subscriptions, granted benefits and meters",
+                "description": (
+                    "Read from Polar on every call (the platform keeps no customer state of its own "
+                    "yet). Each subscription names the plan of its product (null for a product not "
+                    "of the catalog). Needs `customers:read`."
+                ),
+                "parameters": [
+                    {
+                        "name": "external_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The tenant's own id of the customer (`external_customer_id`)",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The customer's state",
+                        "headers": _NO_STORE,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/CustomerState"}}
+                        },
+                    },
+                    "404": {"$ref": "#/components/responses/UnknownCustomer"},
+                    **_KEYED_ERRORS,
+                    **_POLAR_ERRORS,
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "getOpenApiDocument",
@@ -148,7 +240,31 @@ DOCUMENT: dict[str, Any] = {
                     }
                 },
             ),
-            "BadRequest": _error("A parameter is not one the endpoint accepts (code `bad_request`)"),
+            "BadRequest": _error(
+                "A parameter is not one the endpoint accepts, or the body is not JSON (code `bad_request`)"
+            ),
+            "InvalidRequest": _error(
+                "The body is not one the endpoint accepts (code `invalid_request`, or `unknown_plan` "
+                "for a plan the catalog does not have); the message names the field"
+            ),
+            "Conflict": _error(
+                "The connection cannot serve the call: not ready (`not_ready`), or its grant lacks a "
+                "scope the call needs (`permissions_upgrade`: the message lists them; the workspace's "
+                "owner reconnects Polar). Polar is not called."
+            ),
+            "UnknownCustomer": _error(
+                "Polar has no customer with that external id (code `unknown_customer`)"
+            ),
+            "PolarUnavailable": _error("Polar failed or did not answer (code `polar_unavailable`)"),
+            "PolarBusy": _error(
+                "Polar's rate limit for the platform is used up for now (code `polar_busy`)",
+                headers={
+                    "Retry-After": {
+                        "description": "Seconds until the call may succeed",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                },
+            ),
             "Error": _error(
                 "Any other error: `not_found` (404), `method_not_allowed` (405), `internal_error` (500)…"
             ),
@@ -174,6 +290,119 @@ DOCUMENT: dict[str, Any] = {
                             },
                         },
                     }
+                },
+            },
+            "CheckoutCreate": {
+                "type": "object",
+                "required": ["plan", "external_customer_id", "success_url"],
+                "additionalProperties": False,
+                "properties": {
+                    "plan": {"type": "string", "description": "A plan id of the catalog"},
+                    "external_customer_id": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 256,
+                        "description": "The tenant's own id of the customer",
+                    },
+                    "customer_email": {"type": ["string", "null"], "format": "email"},
+                    "success_url": {
+                        "type": "string",
+                        "format": "uri",
+                        "description": "Where Polar sends the customer after paying (https in live mode deployments)",
+                    },
+                    "metadata": {
+                        "type": ["object", "null"],
+                        "maxProperties": 50,
+                        "additionalProperties": {"type": ["string", "number", "boolean"]},
+                        "description": "Kept on the checkout at Polar",
+                    },
+                },
+            },
+            "Checkout": {
+                "type": "object",
+                "required": ["id", "url", "expires_at"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string", "description": "The checkout's id at Polar"},
+                    "url": {"type": "string", "description": "Polar's hosted checkout page"},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                },
+            },
+            "CustomerPortalCreate": {
+                "type": "object",
+                "required": ["external_customer_id"],
+                "additionalProperties": False,
+                "properties": {"external_customer_id": {"type": "string", "minLength": 1, "maxLength": 256}},
+            },
+            "CustomerPortal": {
+                "type": "object",
+                "required": ["url", "expires_at"],
+                "additionalProperties": False,
+                "properties": {
+                    "url": {"type": "string", "description": "The customer's portal at Polar"},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                },
+            },
+            "CustomerState": {
+                "type": "object",
+                "required": ["external_id", "active_subscriptions", "granted_benefits", "meters"],
+                "additionalProperties": False,
+                "properties": {
+                    "external_id": {"type": "string"},
+                    "active_subscriptions": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": [
+                                "id",
+                                "plan",
+                                "status",
+                                "current_period_end",
+                                "cancel_at_period_end",
+                            ],
+                            "additionalProperties": False,
+                            "properties": {
+                                "id": {"type": "string", "description": "The subscription's id at Polar"},
+                                "plan": {
+                                    **_NULLABLE_STRING,
+                                    "description": "The plan of its product (null: not a catalog product)",
+                                },
+                                "status": {"type": "string", "examples": ["active", "trialing"]},
+                                "current_period_end": {"type": ["string", "null"], "format": "date-time"},
+                                "cancel_at_period_end": {"type": "boolean"},
+                            },
+                        },
+                    },
+                    "granted_benefits": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["id", "benefit_id", "benefit"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "id": {"type": "string", "description": "The grant's id at Polar"},
+                                "benefit_id": {"type": "string", "description": "The benefit's id at Polar"},
+                                "benefit": {
+                                    **_NULLABLE_STRING,
+                                    "description": "The catalog's benefit id (null: not a catalog benefit)",
+                                },
+                            },
+                        },
+                    },
+                    "meters": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["meter", "balance", "consumed_units", "credited_units"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "meter": {"type": "string", "description": "The meter's id at Polar"},
+                                "balance": {"type": "number"},
+                                "consumed_units": {"type": "number"},
+                                "credited_units": {"type": "number"},
+                            },
+                        },
+                    },
                 },
             },
             "Mode": {

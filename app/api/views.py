@@ -3,6 +3,8 @@ answering for the connection its key's mode picks (test: sandbox, live: producti
 
 from __future__ import annotations
 
+import math
+
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from app.api import auth, openapi, sessions
@@ -13,7 +15,10 @@ from app.extensions import csrf
 from provisioning.api_keys.models import ApiKey
 from provisioning.config import Settings
 from provisioning.integrations.models import PolarIntegration
+from provisioning.polar.errors import PolarBusy, ProvisioningError
+from provisioning.tenant import billing
 from provisioning.tenant import service as tenant
+from provisioning.tenant.billing import InvalidRequest, PermissionsUpgrade, PolarUnavailable, UnknownCustomer
 from provisioning.tenant.service import NotReady
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -75,6 +80,111 @@ def env() -> Response:
     response = _json({"mode": key.mode.value, "variables": values.variables, "dotenv": values.dotenv})
     response.headers["Vary"] = "Accept"
     return response
+
+
+def _body() -> object | Response:
+    """The request's JSON body, or a 400 when it is not JSON."""
+    if not request.is_json:
+        return error_response(400, "bad_request", "Send the body as JSON (Content-Type: application/json).")
+    body = request.get_json(silent=True)
+    if body is None:
+        return error_response(400, "bad_request", "The body is not valid JSON.")
+    return body
+
+
+def _polar_error(exc: Exception) -> Response:
+    """What a runtime call's failure answers (see the document's responses)."""
+    if isinstance(exc, InvalidRequest):
+        return error_response(422, exc.code, str(exc))
+    if isinstance(exc, PermissionsUpgrade):
+        return error_response(409, "permissions_upgrade", str(exc))
+    if isinstance(exc, UnknownCustomer):
+        return error_response(404, "unknown_customer", str(exc))
+    if isinstance(exc, PolarBusy):
+        retry = str(max(1, math.ceil(exc.retry_after)))
+        return error_response(
+            503, "polar_busy", f"Polar is busy: retry in {retry} s.", {"Retry-After": retry}
+        )
+    if isinstance(exc, ProvisioningError) and exc.needs_reconnect and not exc.retryable:
+        return error_response(
+            409,
+            "not_ready",
+            "Polar no longer accepts this connection's access. The workspace's owner reconnects Polar "
+            "on the billing page.",
+        )
+    return error_response(
+        502, "polar_unavailable", "Polar did not answer as expected; try again in a moment."
+    )
+
+
+RUNTIME_ERRORS = (InvalidRequest, PermissionsUpgrade, UnknownCustomer, PolarUnavailable, ProvisioningError)
+
+
+@bp.post("/checkouts")
+@api_key_required
+def create_checkout() -> Response:
+    """A Polar checkout for a plan, for the tenant's customer (by its own id): where to send them."""
+    body = _body()
+    if isinstance(body, Response):
+        return body
+    try:
+        wanted = billing.checkout_request(body, production=settings().is_production)
+    except InvalidRequest as exc:
+        return _polar_error(exc)
+    connection = _connection(current_key())
+    if isinstance(connection, Response):
+        return connection
+    try:
+        created = billing.create_checkout(db_session(), settings(), connection, catalog(), wanted)
+    except RUNTIME_ERRORS as exc:
+        return _polar_error(exc)
+    finally:
+        db_session().rollback()
+    response = _json(created)
+    response.status_code = 201
+    return response
+
+
+@bp.post("/customer-portal")
+@api_key_required
+def create_customer_portal() -> Response:
+    """A Polar customer portal session for the tenant's customer (by its own id)."""
+    body = _body()
+    if isinstance(body, Response):
+        return body
+    try:
+        external_id = billing.portal_request(body)
+    except InvalidRequest as exc:
+        return _polar_error(exc)
+    connection = _connection(current_key())
+    if isinstance(connection, Response):
+        return connection
+    try:
+        created = billing.create_portal_session(db_session(), settings(), connection, external_id)
+    except RUNTIME_ERRORS as exc:
+        return _polar_error(exc)
+    finally:
+        db_session().rollback()
+    response = _json(created)
+    response.status_code = 201
+    return response
+
+
+@bp.get("/customers/<external_id>/state")
+@api_key_required
+def customer_state(external_id: str) -> Response:
+    """The customer's subscriptions, benefits and meters, read from Polar now (the platform keeps
+    no customer state of its own yet)."""
+    connection = _connection(current_key())
+    if isinstance(connection, Response):
+        return connection
+    try:
+        state = billing.customer_state(db_session(), settings(), connection, external_id)
+    except RUNTIME_ERRORS as exc:
+        return _polar_error(exc)
+    finally:
+        db_session().rollback()
+    return _json(state)
 
 
 @bp.get("/openapi.json")
