@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from provisioning.catalog import Catalog
+from provisioning.catalog.model import RUNTIME_SCOPES
 from provisioning.config import Settings
 from provisioning.errors import ConnectPolarError
 from provisioning.integrations.models import PolarIntegration
@@ -53,9 +54,16 @@ def check_connection(
         if not intro.active:
             result.problems.append("Polar reports the access token inactive: the grant was revoked")
             return result
-        result.missing_scopes = [s for s in catalog.required_scopes() if s not in intro.scopes]
+        missing = [s for s in catalog.required_scopes() if s not in intro.scopes]
+        # Provisioning cannot work without its scopes (the connection must be reconnected); the
+        # tenant API's are a permissions upgrade: reported, and its calls answer 409, while
+        # provisioning and the rest of the API go on.
+        result.missing_scopes = [s for s in missing if s not in RUNTIME_SCOPES]
+        upgrade = [s for s in missing if s in RUNTIME_SCOPES]
         if result.missing_scopes:
             result.problems.append("scopes missing: " + ", ".join(result.missing_scopes))
+        if upgrade:
+            result.problems.append("permissions upgrade: reconnect Polar to grant " + ", ".join(upgrade))
         if integration.polar_org_id and intro.organization_ids:
             result.organization_reachable = integration.polar_org_id in intro.organization_ids
             if not result.organization_reachable:
