@@ -390,7 +390,7 @@ def revoke_api_key(workspace_id: str) -> Response:
         workspace_id=workspace_id,
         targets={"api_key_id": key.id},
         reason=form.reason.data,
-        details={"name": key.name, "mode": key.mode.value, "prefix": key.display_prefix},
+        details=api_keys.audit_details(key),
     )
     db.commit()
     flash(f"The API key {key.name} ({key.display_prefix}…) is revoked: calls with it are refused.", "success")

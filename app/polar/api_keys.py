@@ -75,12 +75,7 @@ def create(workspace_id: str) -> Response:
         "api_key.create",
         workspace_id=workspace_id,
         targets={"api_key_id": key.id},
-        details={
-            "name": key.name,
-            "mode": key.mode.value,
-            "prefix": key.display_prefix,
-            "expires_at": key.expires_at.isoformat() if key.expires_at else None,
-        },
+        details=api_keys.audit_details(key, with_expiry=True),
     )
     db.commit()
     response = make_response(
@@ -127,7 +122,7 @@ def revoke(workspace_id: str, key_id: str) -> str | Response:
             "api_key.revoke",
             workspace_id=workspace_id,
             targets={"api_key_id": key.id},
-            details={"name": key.name, "mode": key.mode.value, "prefix": key.display_prefix},
+            details=api_keys.audit_details(key),
         )
         db.commit()
         flash(f"The API key {key.name} is revoked: calls with it are refused from now on.", "success")

@@ -310,12 +310,7 @@ def api_keys_create(workspace_id: str, name: str, mode: str, expires_in_days: in
         "api_key.create",
         workspace_id=workspace_id,
         targets={"api_key_id": key.id},
-        details={
-            "name": key.name,
-            "mode": key.mode.value,
-            "prefix": key.display_prefix,
-            "expires_at": key.expires_at.isoformat() if key.expires_at else None,
-        },
+        details=api_keys.audit_details(key, with_expiry=True),
     )
     db.commit()
     expiry = f"expires {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else "does not expire"
@@ -348,7 +343,7 @@ def api_keys_revoke(key_id: str, reason: str) -> None:
         workspace_id=key.workspace_id,
         targets={"api_key_id": key.id},
         reason=reason or None,
-        details={"name": key.name, "mode": key.mode.value, "prefix": key.display_prefix},
+        details=api_keys.audit_details(key),
     )
     db.commit()
     click.echo(f"revoked API key {key.id} ({key.display_prefix}…, {key.name})")

@@ -66,6 +66,14 @@ class CreatedKey:
     plaintext: str = field(repr=False)  # shown once, then forgotten
 
 
+def audit_details(key: ApiKey, *, with_expiry: bool = False) -> dict[str, str | None]:
+    """What the audit trail says of a key (never the key): its name, mode and visible prefix."""
+    details: dict[str, str | None] = {"name": key.name, "mode": key.mode.value, "prefix": key.display_prefix}
+    if with_expiry:
+        details["expires_at"] = key.expires_at.isoformat() if key.expires_at else None
+    return details
+
+
 def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode("utf-8", errors="replace")).hexdigest()
 
