@@ -4,6 +4,7 @@ answering for the connection its key's mode picks (test: sandbox, live: producti
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
@@ -134,8 +135,13 @@ def create_checkout() -> Response:
     connection = _connection(current_key())
     if isinstance(connection, Response):
         return connection
+    return _created(lambda: billing.create_checkout(db_session(), settings(), connection, catalog(), wanted))
+
+
+def _created(create: Callable[[], object]) -> Response:
+    """201 with what ``create`` made at Polar, or the error it met; the session holds nothing after."""
     try:
-        created = billing.create_checkout(db_session(), settings(), connection, catalog(), wanted)
+        created = create()
     except RUNTIME_ERRORS as exc:
         return _polar_error(exc)
     finally:
@@ -159,15 +165,7 @@ def create_customer_portal() -> Response:
     connection = _connection(current_key())
     if isinstance(connection, Response):
         return connection
-    try:
-        created = billing.create_portal_session(db_session(), settings(), connection, external_id)
-    except RUNTIME_ERRORS as exc:
-        return _polar_error(exc)
-    finally:
-        db_session().rollback()
-    response = _json(created)
-    response.status_code = 201
-    return response
+    return _created(lambda: billing.create_portal_session(db_session(), settings(), connection, external_id))
 
 
 @bp.get("/customers/<external_id>/state")
