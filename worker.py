@@ -25,6 +25,7 @@ from rq.serializers import JSONSerializer
 import app.accounts.models  # noqa: F401  (tables that provisioning's foreign keys refer to)
 import provisioning.models  # noqa: F401
 from provisioning import startup
+from provisioning.background import BILLING_QUEUE
 from provisioning.catalog import load_catalog
 from provisioning.config import ConfigError, Settings
 from provisioning.connect import switch
@@ -38,6 +39,8 @@ from provisioning.runs.pool import WarmPool
 log = logging.getLogger("connect_polar.worker")
 PURGE_EVERY = timedelta(hours=1)
 DEFAULT_PROCESSES = 2
+# The billing queue first: its jobs are short and someone waits on them (an event, usage).
+QUEUES = (BILLING_QUEUE, queue.QUEUE_NAME)
 
 
 def sweep(database: Database, settings: Settings) -> None:
@@ -136,14 +139,14 @@ def main(argv: list[str] | None = None) -> int:
             warmup.warm_process(settings, database)
             start_sweeper()
             worker = SimpleWorker(
-                [queue.get_queue(connection, queue.QUEUE_NAME)],
+                [queue.get_queue(connection, name) for name in QUEUES],
                 connection=connection,
                 serializer=JSONSerializer,
             )
             worker.work(burst=args.burst, with_scheduler=not args.burst)
         else:
             pool = WarmPool(
-                [queue.QUEUE_NAME],
+                list(QUEUES),
                 connection=connection,
                 num_workers=args.processes,
                 worker_class=SimpleWorker,

@@ -2,6 +2,7 @@
 
 from provisioning.api_keys.models import ApiKey
 from provisioning.audit.models import AuditEvent
+from provisioning.billing.models import BillingCustomer, BillingGrant, BillingOrder, BillingSubscription
 from provisioning.canary.models import KeyCanary
 from provisioning.catalog.models import PlanCatalogRevision
 from provisioning.connect.models import PolarConnectAttempt, PolarConnectionSwitch
@@ -12,6 +13,10 @@ from provisioning.webhooks.models import PolarWebhookEvent
 __all__ = [
     "ApiKey",
     "AuditEvent",
+    "BillingCustomer",
+    "BillingGrant",
+    "BillingOrder",
+    "BillingSubscription",
     "IntegrationStatus",
     "KeyCanary",
     "PlanCatalogRevision",

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from app.accounts.models import Workspace
 from provisioning.api_keys import service as api_keys
 from provisioning.api_keys.models import KeyMode
+from provisioning.background import BILLING_QUEUE
 from provisioning.config import Settings
 from provisioning.runs.queue import QUEUE_NAME
 from tests.app.conftest import csrf_token
@@ -72,8 +73,10 @@ def consent(
 def run_jobs(redis_url: str, settings: Settings) -> None:
     """Run every queued job with a real RQ worker, in burst mode, in this process."""
     connection = Redis.from_url(redis_url)
-    queue = Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
-    SimpleWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
+    queues = [
+        Queue(name, connection=connection, serializer=JSONSerializer) for name in (BILLING_QUEUE, QUEUE_NAME)
+    ]
+    SimpleWorker(queues, connection=connection, serializer=JSONSerializer).work(burst=True)
     connection.close()
 
 
