@@ -12,8 +12,16 @@ BENEFIT_SCOPES = ("benefits:read", "benefits:write")
 METER_SCOPES = ("meters:read", "meters:write")
 WEBHOOK_SCOPES = ("webhooks:read", "webhooks:write")
 # What the tenant API's runtime calls need (Polar's OpenAPI security requirements): checkouts,
-# customer portal sessions, a customer's state.
-RUNTIME_SCOPES = ("checkouts:write", "customer_sessions:write", "customers:read")
+# customer portal sessions, a customer's state; re-reading a subscription or an order whose events
+# cannot be ordered; ingesting usage events.
+RUNTIME_SCOPES = (
+    "checkouts:write",
+    "customer_sessions:write",
+    "customers:read",
+    "subscriptions:read",
+    "orders:read",
+    "events:write",
+)
 
 
 @dataclass(frozen=True)

@@ -25,17 +25,30 @@ API_VERSION = "2026-10"
 
 # The events the platform handles.
 WEBHOOK_EVENTS = (
-    "order.created",
-    "order.paid",
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+    "customer.state_changed",
     "subscription.created",
     "subscription.updated",
     "subscription.active",
     "subscription.canceled",
+    "subscription.uncanceled",
     "subscription.revoked",
-    "customer.state_changed",
+    "subscription.past_due",
+    "subscription.cycled",
+    "order.created",
+    "order.updated",
+    "order.paid",
+    "order.refunded",
+    "benefit_grant.created",
+    "benefit_grant.updated",
+    "benefit_grant.cycled",
+    "benefit_grant.revoked",
     "checkout.created",
     "checkout.updated",
     "product.updated",
+    "benefit.updated",
 )
 
 

@@ -40,6 +40,9 @@ def test_default_catalog_loads():
         "checkouts:write",
         "customer_sessions:write",
         "customers:read",
+        "subscriptions:read",
+        "orders:read",
+        "events:write",
     ]
 
 
