@@ -26,6 +26,7 @@ import app.accounts.models  # noqa: F401  (tables that provisioning's foreign ke
 import provisioning.models  # noqa: F401
 from provisioning import startup
 from provisioning.background import BILLING_QUEUE
+from provisioning.billing import tasks as billing_tasks
 from provisioning.catalog import load_catalog
 from provisioning.config import ConfigError, Settings
 from provisioning.connect import switch
@@ -64,6 +65,11 @@ def sweep(database: Database, settings: Settings) -> None:
             monitor.check_due(database, settings, load_catalog(settings.plans_file))
         except Exception:  # the sweeper must never take the worker down
             log.exception("connection health checks failed")
+    if periodic.once_per(settings.redis_url, "billing-events", timedelta(seconds=1)):
+        try:
+            billing_tasks.sweep(database, settings)
+        except Exception:  # the sweeper must never take the worker down
+            log.exception("nudging connections with waiting webhook events failed")
     try:
         periodic.enqueue_due_retries(settings.redis_url)
     except Exception:  # the sweeper must never take the worker down

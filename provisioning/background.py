@@ -14,11 +14,10 @@ import logging
 from typing import Any
 
 import redis
-from rq import Retry
+from rq import Queue, Retry, get_current_job
+from rq.serializers import JSONSerializer
 from sqlalchemy import event
 from sqlalchemy.orm import Session
-
-from provisioning.runs.queue import connect, get_queue
 
 log = logging.getLogger(__name__)
 BILLING_QUEUE = "billing"
@@ -26,6 +25,15 @@ JOB_TIMEOUT = 300
 # A nudge's mark lives this long: a job lost with its worker is nudged again after this at worst.
 NUDGE_TTL_MS = 30_000
 _PENDING = "connect_polar_pending_nudges"
+
+
+def connect(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+
+
+def get_queue(connection: redis.Redis, name: str = BILLING_QUEUE) -> Queue:
+    """A queue of the platform's (JSON serializer: jobs carry ids, never objects)."""
+    return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
 def _mark(key: str) -> str:
@@ -56,9 +64,11 @@ def nudge(redis_url: str, function: str, key: str, *args: Any, queue_name: str =
 
 
 def started(redis_url: str, key: str) -> None:
-    """Called by a nudged job before it reads its work: a nudge from now on enqueues a new job."""
+    """Called by a nudged job before it reads its work: a nudge from now on enqueues a new job.
+    The mark is cleared in the Redis the job came from (where it was set)."""
+    job = get_current_job()
     with contextlib.suppress(redis.exceptions.RedisError):  # else the mark expires by itself
-        connect(redis_url).delete(_mark(key))
+        (job.connection if job is not None else connect(redis_url)).delete(_mark(key))
 
 
 def nudge_after_commit(

@@ -167,9 +167,11 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "getCustomerState",
                 "summary": "A customer's active subscriptions, granted benefits and meters",
                 "description": (
-                    "Read from Polar on every call (the platform keeps no customer state of its own "
-                    "yet). Each subscription names the plan of its product (null for a product not "
-                    "of the catalog). Needs `customers:read`."
+                    "Answered from the platform's own state, built from Polar's webhook events, "
+                    "without a call to Polar once the customer's state is known here (`source: "
+                    "local`); otherwise read from Polar (`source: polar`, needs `customers:read`). "
+                    "Each subscription names the plan of its product (null for a product not of the "
+                    "catalog)."
                 ),
                 "parameters": [
                     {
@@ -345,10 +347,15 @@ DOCUMENT: dict[str, Any] = {
             },
             "CustomerState": {
                 "type": "object",
-                "required": ["external_id", "active_subscriptions", "granted_benefits", "meters"],
+                "required": ["external_id", "source", "active_subscriptions", "granted_benefits", "meters"],
                 "additionalProperties": False,
                 "properties": {
                     "external_id": {"type": "string"},
+                    "source": {
+                        "type": "string",
+                        "enum": ["local", "polar"],
+                        "description": "local: the platform's state from Polar's events; polar: read from Polar now",
+                    },
                     "active_subscriptions": {
                         "type": "array",
                         "items": {

@@ -1,11 +1,11 @@
 """``flask provision``, ``flask plans check``/``diff``/``rollout``, ``flask health check``,
-``flask keys rotate`` and ``flask api-keys create``/``revoke``/``list``."""
+``flask keys rotate``, ``flask api-keys create``/``revoke``/``list`` and ``flask webhooks replay``."""
 
 from __future__ import annotations
 
 import getpass
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -17,11 +17,13 @@ from provisioning.api_keys import service as api_keys
 from provisioning.api_keys.models import KeyMode
 from provisioning.api_keys.service import MAX_EXPIRY_DAYS, ApiKeyRefused
 from provisioning.audit.service import Actor, record
+from provisioning.billing.tasks import replay
 from provisioning.catalog import CatalogError, load_catalog
 from provisioning.db import get_database
 from provisioning.errors import ConnectPolarError
 from provisioning.health.monitor import check_and_repair, check_due
 from provisioning.integrations.models import IntegrationStatus
+from provisioning.integrations.repository import all_for_workspace
 from provisioning.integrations.service import get_integration
 from provisioning.key_rotation import rotate_encryption
 from provisioning.reconcile.diff import plan_diff
@@ -368,7 +370,60 @@ def api_keys_list(workspace_id: str) -> None:
         )
 
 
+webhooks_cli = AppGroup("webhooks", help="Polar's webhook events as the platform recorded them.")
+
+
+def _since(value: str | None) -> datetime | None:
+    """``--since``: an ISO 8601 date or time (UTC when it names no zone)."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 date or time (e.g. 2026-12-01T09:00)"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+@webhooks_cli.command("replay")
+@click.option("--workspace", "workspace_id", default=None, help="Only this workspace's connections.")
+@click.option("--since", default=None, help="Only events received at or after this ISO 8601 time (UTC).")
+@click.option("--event", "event_id", default=None, help="Only this event (its id here or its webhook-id).")
+@click.option("--reason", default="", help="Why (kept in the audit trail).")
+def webhooks_replay(workspace_id: str | None, since: str | None, event_id: str | None, reason: str) -> None:
+    """Process stored events again, oldest first, into the billing state (whatever their status:
+    failed ones after a fix, or all of a workspace's to rebuild its state). Applying an event again
+    never undoes what a newer one set."""
+    received_since = _since(since)
+    db = db_session()
+    integration_ids: list[str] | None = None
+    if workspace_id is not None:
+        integration_ids = [i.id for i in all_for_workspace(db, workspace_id)]
+        if not integration_ids:
+            raise click.ClickException(f"workspace {workspace_id} has no Polar connection")
+    if workspace_id is None and received_since is None and event_id is None:
+        raise click.UsageError("say which events: --workspace, --since and/or --event")
+    record(
+        db,
+        _cli_actor(),
+        "webhooks.replay",
+        workspace_id=workspace_id,
+        reason=reason or None,
+        details={"since": since, "event": event_id},
+    )
+    db.commit()
+    outcome = replay(
+        get_database(), settings(), integration_ids=integration_ids, since=received_since, event_id=event_id
+    )
+    if not outcome.selected:
+        raise click.ClickException("no stored event matches")
+    counts = ", ".join(f"{count} {status}" for status, count in sorted(outcome.by_status.items()))
+    click.echo(f"replayed {outcome.selected} event(s): {counts or 'none due'}")
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(webhooks_cli)
     app.cli.add_command(api_keys_cli)
     app.cli.add_command(provision)
     app.cli.add_command(plans_cli)

@@ -21,6 +21,8 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from provisioning import background
+from provisioning.background import connect
 from provisioning.db import Database, get_database
 from provisioning.runs import repository
 
@@ -36,12 +38,8 @@ def job_id(run_id: str) -> str:
     return f"provision-{run_id}"
 
 
-def connect(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
-
-
 def get_queue(connection: redis.Redis, name: str = QUEUE_NAME) -> Queue:
-    return Queue(name, connection=connection, serializer=JSONSerializer)
+    return background.get_queue(connection, name)
 
 
 def enqueue_run(

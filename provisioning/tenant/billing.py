@@ -2,9 +2,9 @@
 plan, a customer portal session, and a customer's state.
 
 Each call is made to Polar now, with the connection's token, in the caller's rate-budget lane (the
-interactive lane for a web request). The platform keeps no local customer state yet: a customer's
-subscriptions, benefits and meters are read from Polar on every call. Nothing here writes to the
-database (a token refresh writes in its own transaction); nothing commits.
+interactive lane for a web request), except a customer's state, answered from the platform's own
+billing state once it knows the customer. Nothing here writes to the database (a token refresh
+writes in its own transaction); nothing commits.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from polar.base import parse_response_json
 from polar.v2026_10.errors import ResourceNotFound
 from sqlalchemy.orm import Session
 
+from provisioning.billing import service as billing_state
 from provisioning.catalog import Catalog
 from provisioning.catalog.desired import BENEFIT_KEY
 from provisioning.catalog.model import RUNTIME_SCOPES
@@ -295,8 +296,11 @@ def _state_json(api: PolarApi, external_id: str) -> dict[str, Any]:
 def customer_state(
     session: Session, settings: Settings, integration: PolarIntegration, external_id: str
 ) -> dict[str, Any]:
-    """The customer's state as Polar has it now (the platform keeps no customer state of its own
-    yet): active subscriptions with their plan, granted benefits, meters."""
+    """The customer's active subscriptions with their plan, granted benefits and meters: from the
+    platform's own state when it knows the customer (no call to Polar), else as Polar has it now."""
+    local = billing_state.customer_state(session, integration, external_id)
+    if local is not None:
+        return local
     _require(integration, STATE_SCOPES)
     api = _api(session, settings, integration)
     try:
@@ -309,6 +313,7 @@ def customer_state(
     try:
         return {
             "external_id": state.get("external_id") or external_id,
+            "source": "polar",
             "active_subscriptions": [
                 {
                     "id": s["id"],

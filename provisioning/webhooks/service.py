@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from provisioning import background
 from provisioning.config import Settings
 from provisioning.errors import ConnectPolarError
 from provisioning.integrations.models import IntegrationStatus
@@ -33,8 +34,16 @@ from provisioning.webhooks import repository
 from provisioning.webhooks.models import PolarWebhookEvent
 
 log = logging.getLogger(__name__)
+# The job that processes a connection's recorded events (``billing.tasks``), nudged after commit.
+PROCESS_EVENTS = "provisioning.billing.tasks.process"
+# Headers kept with the body: what was signed besides it (never the signature itself).
+SIGNED_HEADERS = ("webhook-id", "webhook-timestamp")
 MAX_BODY_BYTES = 1024 * 1024
 MAX_WEBHOOK_ID = 128  # the column's length: longer ids are stored as their SHA-256
+
+
+def processing_key(integration_id: str) -> str:
+    return f"events:{integration_id}"
 
 
 def stored_webhook_id(webhook_id: str) -> str:
@@ -108,10 +117,18 @@ def _receive(
     if repository.event_exists(session, integration.id, webhook_id):
         return Receipt(event_type, webhook_id, duplicate=True)
     event = PolarWebhookEvent(
-        integration_id=integration.id, webhook_id=webhook_id, event_type=event_type, payload=payload
+        integration_id=integration.id,
+        webhook_id=webhook_id,
+        event_type=event_type,
+        payload=payload,
+        raw_body=body,
+        signed_headers={name: lowered[name] for name in SIGNED_HEADERS if name in lowered},
     )
     if not repository.add_event(session, event):  # the same delivery, recorded by a concurrent request
         return Receipt(event_type, webhook_id, duplicate=True)
+    background.nudge_after_commit(
+        session, settings.redis_url, PROCESS_EVENTS, processing_key(integration.id), integration.id
+    )
     log.info("webhook %s (%s) received for integration %s", webhook_id, event_type, integration.id)
     return Receipt(event_type, webhook_id, duplicate=False)
 

@@ -1,0 +1,191 @@
+"""Queries on the billing state and on the webhook events waiting to be processed into it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from provisioning.billing.models import (
+    ACTIVE_SUBSCRIPTION_STATUSES,
+    BillingCustomer,
+    BillingGrant,
+    BillingOrder,
+    BillingSubscription,
+)
+from provisioning.integrations.models import PolarIntegration
+from provisioning.webhooks.models import EventStatus, PolarWebhookEvent
+
+T = TypeVar("T", BillingCustomer, BillingSubscription, BillingOrder, BillingGrant)
+
+
+def find(session: Session, model: type[T], integration_id: str, polar_id: str) -> T | None:
+    return session.scalar(
+        select(model).where(model.integration_id == integration_id, model.polar_id == polar_id)
+    )
+
+
+def customer_by_external_id(
+    session: Session, integration_id: str, external_id: str
+) -> BillingCustomer | None:
+    """The live customer with that external id (Polar keeps external ids unique per organization;
+    a deleted customer's id may be taken again, so the newest live row wins)."""
+    return session.scalar(
+        select(BillingCustomer)
+        .where(
+            BillingCustomer.integration_id == integration_id,
+            BillingCustomer.external_id == external_id,
+            BillingCustomer.deleted_at.is_(None),
+        )
+        .order_by(BillingCustomer.version.desc().nulls_last())
+        .limit(1)
+    )
+
+
+def subscriptions_of(
+    session: Session, integration_id: str, customer_polar_id: str
+) -> Sequence[BillingSubscription]:
+    return session.scalars(
+        select(BillingSubscription)
+        .where(
+            BillingSubscription.integration_id == integration_id,
+            BillingSubscription.customer_polar_id == customer_polar_id,
+        )
+        .order_by(BillingSubscription.polar_id)
+    ).all()
+
+
+def active_subscriptions_of(
+    session: Session, integration_id: str, customer_polar_id: str
+) -> Sequence[BillingSubscription]:
+    return [
+        s
+        for s in subscriptions_of(session, integration_id, customer_polar_id)
+        if s.status in ACTIVE_SUBSCRIPTION_STATUSES
+    ]
+
+
+def grants_of(session: Session, integration_id: str, customer_polar_id: str) -> Sequence[BillingGrant]:
+    return session.scalars(
+        select(BillingGrant)
+        .where(
+            BillingGrant.integration_id == integration_id, BillingGrant.customer_polar_id == customer_polar_id
+        )
+        .order_by(BillingGrant.polar_id)
+    ).all()
+
+
+def orders_of(session: Session, integration_id: str, customer_polar_id: str) -> Sequence[BillingOrder]:
+    return session.scalars(
+        select(BillingOrder)
+        .where(
+            BillingOrder.integration_id == integration_id, BillingOrder.customer_polar_id == customer_polar_id
+        )
+        .order_by(BillingOrder.version)
+    ).all()
+
+
+# -- events to process ---------------------------------------------------------------------------
+
+
+def lock_integration(session: Session, integration_id: str) -> None:
+    """Serialize processing per connection until the transaction ends (PostgreSQL's transaction
+    advisory lock; SQLite serializes writers by itself)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"billing:{integration_id}"}
+        )
+
+
+def due_events(
+    session: Session, integration_id: str, now: datetime, limit: int
+) -> Sequence[PolarWebhookEvent]:
+    """Pending events of the connection that are due, oldest delivery first."""
+    return session.scalars(
+        select(PolarWebhookEvent)
+        .where(
+            PolarWebhookEvent.integration_id == integration_id,
+            PolarWebhookEvent.status == EventStatus.PENDING,
+            or_(PolarWebhookEvent.next_attempt_at.is_(None), PolarWebhookEvent.next_attempt_at <= now),
+        )
+        .order_by(PolarWebhookEvent.received_at, PolarWebhookEvent.id)
+        .limit(limit)
+    ).all()
+
+
+def integrations_with_due_events(session: Session, received_before: datetime, now: datetime) -> list[str]:
+    """Connections with a pending event the sweeper should nudge: one received before
+    ``received_before`` (its nudge is late) or whose retry is due."""
+    rows = session.scalars(
+        select(PolarWebhookEvent.integration_id)
+        .where(
+            PolarWebhookEvent.status == EventStatus.PENDING,
+            or_(
+                (
+                    PolarWebhookEvent.next_attempt_at.is_(None)
+                    & (PolarWebhookEvent.received_at < received_before)
+                ),
+                PolarWebhookEvent.next_attempt_at <= now,
+            ),
+        )
+        .distinct()
+    ).all()
+    return list(rows)
+
+
+def failing_count(session: Session, integration_id: str) -> int:
+    """Events whose processing failed: retrying, or given up until a replay."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(PolarWebhookEvent)
+            .where(
+                PolarWebhookEvent.integration_id == integration_id,
+                or_(
+                    PolarWebhookEvent.status == EventStatus.FAILED,
+                    (PolarWebhookEvent.status == EventStatus.PENDING) & (PolarWebhookEvent.attempts > 0),
+                ),
+            )
+        )
+        or 0
+    )
+
+
+def status_counts(session: Session, integration_id: str) -> dict[str, int]:
+    rows = session.execute(
+        select(PolarWebhookEvent.status, func.count())
+        .where(PolarWebhookEvent.integration_id == integration_id)
+        .group_by(PolarWebhookEvent.status)
+    ).all()
+    return {str(status): int(count) for status, count in rows}
+
+
+def events_to_replay(
+    session: Session, *, integration_ids: list[str] | None, since: datetime | None, event_id: str | None
+) -> Sequence[PolarWebhookEvent]:
+    query = select(PolarWebhookEvent).order_by(PolarWebhookEvent.received_at, PolarWebhookEvent.id)
+    if integration_ids is not None:
+        query = query.where(PolarWebhookEvent.integration_id.in_(integration_ids))
+    if since is not None:
+        query = query.where(PolarWebhookEvent.received_at >= since)
+    if event_id is not None:
+        query = query.where(or_(PolarWebhookEvent.id == event_id, PolarWebhookEvent.webhook_id == event_id))
+    return session.scalars(query).all()
+
+
+def reset_for_replay(session: Session, event_ids: list[str]) -> None:
+    for start in range(0, len(event_ids), 500):
+        session.execute(
+            update(PolarWebhookEvent)
+            .where(PolarWebhookEvent.id.in_(event_ids[start : start + 500]))
+            .values(
+                status=EventStatus.PENDING, attempts=0, next_attempt_at=None, note=None, processed_at=None
+            )
+        )
+
+
+def integration(session: Session, integration_id: str) -> PolarIntegration | None:
+    return session.get(PolarIntegration, integration_id)

@@ -1,0 +1,151 @@
+"""Processing recorded webhook events into the billing state, and reading that state.
+
+Nothing here commits: ``billing.tasks`` owns the transactions (one per batch of events).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from provisioning.billing import repository
+from provisioning.billing.models import BillingSubscription
+from provisioning.billing.processing import Context, MalformedEvent, Outcome, apply
+from provisioning.db import utcnow
+from provisioning.integrations import repository as integrations
+from provisioning.integrations.models import PolarIntegration
+from provisioning.webhooks.models import EventStatus, PolarWebhookEvent
+
+log = logging.getLogger(__name__)
+# After a failure: retried after each of these, then failed (a replay tries again).
+RETRY_DELAYS = (
+    timedelta(seconds=5),
+    timedelta(seconds=30),
+    timedelta(minutes=2),
+    timedelta(minutes=10),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+)
+MAX_NOTE = 500
+
+
+@dataclass
+class BatchResult:
+    processed: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    refetch: list[str] = field(default_factory=list)  # subscription ids to re-read from Polar
+    forwarded: list[tuple[PolarWebhookEvent, dict[str, Any]]] = field(default_factory=list)
+
+
+def context(session: Session, integration: PolarIntegration) -> Context:
+    plans = {m.polar_product_id: m.plan_id for m in integrations.mappings(session, integration.id)}
+    return Context(session, integration, plans)
+
+
+def process_event(ctx: Context, event: PolarWebhookEvent, now: datetime) -> Outcome | None:
+    """Apply one event in a savepoint and record how it went on the event. None: it failed (and is
+    set to retry, or failed for good)."""
+    try:
+        with ctx.session.begin_nested():
+            outcome = apply(ctx, event.payload)
+            ctx.session.flush()
+    except MalformedEvent as exc:  # retrying cannot help: failed until a replay after a fix
+        _failed(event, f"malformed event: {exc}", now, final=True)
+        return None
+    except (SQLAlchemyError, ValueError, TypeError, KeyError) as exc:
+        log.warning(
+            "processing webhook event %s (%s) failed: %s", event.id, event.event_type, type(exc).__name__
+        )
+        _failed(
+            event,
+            f"processing failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            now,
+        )
+        return None
+    event.status = outcome.status
+    event.note = outcome.note[:MAX_NOTE] if outcome.note else None
+    event.processed_at = now
+    event.next_attempt_at = None
+    if outcome.status == EventStatus.FLAGGED:
+        log.warning("webhook event %s flagged: %s", event.id, outcome.note)
+    return outcome
+
+
+def _failed(event: PolarWebhookEvent, note: str, now: datetime, *, final: bool = False) -> None:
+    event.attempts = (event.attempts or 0) + 1
+    event.note = note[:MAX_NOTE]
+    if final or event.attempts > len(RETRY_DELAYS):
+        event.status = EventStatus.FAILED
+        event.next_attempt_at = None
+    else:
+        event.status = EventStatus.PENDING
+        event.next_attempt_at = now + RETRY_DELAYS[event.attempts - 1]
+
+
+def process_batch(ctx: Context, events: Sequence[PolarWebhookEvent]) -> BatchResult:
+    """Apply ``events`` in order (the caller holds the connection's processing lock)."""
+    result = BatchResult()
+    now = utcnow()
+    for event in events:
+        outcome = process_event(ctx, event, now)
+        status = str(event.status)
+        result.by_status[status] = result.by_status.get(status, 0) + 1
+        result.processed += 1
+        if outcome is None:
+            continue
+        result.refetch.extend(outcome.refetch)
+        if outcome.status == EventStatus.PROCESSED and outcome.forward is not None:
+            result.forwarded.append((event, outcome.forward))
+    return result
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def customer_state(
+    session: Session, integration: PolarIntegration, external_id: str
+) -> dict[str, Any] | None:
+    """The customer's state from the platform's own records, in the tenant API's shape; None
+    while it is not known here (no ``customer.state_changed`` for that customer yet)."""
+    customer = repository.customer_by_external_id(session, integration.id, external_id)
+    if customer is None or customer.state_at is None:
+        return None
+    subscriptions = repository.active_subscriptions_of(session, integration.id, customer.polar_id)
+    grants = [g for g in repository.grants_of(session, integration.id, customer.polar_id) if g.is_granted]
+    return {
+        "external_id": external_id,
+        "source": "local",
+        "active_subscriptions": [_subscription(s) for s in subscriptions],
+        "granted_benefits": [
+            {"id": g.polar_id, "benefit_id": g.benefit_id, "benefit": g.benefit_key} for g in grants
+        ],
+        "meters": [
+            {
+                "meter": m.get("meter_id"),
+                "balance": m.get("balance", 0),
+                "consumed_units": m.get("consumed_units", 0),
+                "credited_units": m.get("credited_units", 0),
+            }
+            for m in customer.meters or []
+        ],
+    }
+
+
+def _subscription(row: BillingSubscription) -> dict[str, Any]:
+    return {
+        "id": row.polar_id,
+        "plan": row.plan_id,
+        "status": row.status,
+        "current_period_end": _iso(row.current_period_end),
+        "cancel_at_period_end": row.cancel_at_period_end,
+    }
