@@ -22,6 +22,9 @@ from provisioning.errors import ConnectPolarError
 from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 
+# A connection provisioned before keeps answering with what it was last provisioned with while a
+# run updates it (a rollout, a re-provision) or after one failed: its products still exist at Polar.
+SERVES_LAST_PROVISIONED = frozenset({IntegrationStatus.PROVISIONING, IntegrationStatus.FAILED})
 # Parsed stored revisions (a revision's text never changes), so a call does not parse TOML.
 _REVISIONS: dict[str, Catalog] = {}
 _REVISIONS_KEPT = 32
@@ -68,9 +71,16 @@ def ready_connection(
             "the billing page."
         ),
     }
-    if integration.status != IntegrationStatus.READY:
-        raise NotReady(messages.get(integration.status, f"The {mode} connection is not ready."))
-    return integration
+    if integration.status == IntegrationStatus.READY:
+        return integration
+    provisioned = integration.provisioned_at is not None
+    if (
+        integration.status in SERVES_LAST_PROVISIONED
+        and provisioned
+        and integrations.mappings(session, integration.id)
+    ):
+        return integration  # its products as last provisioned, while a run updates it or after one failed
+    raise NotReady(messages.get(integration.status, f"The {mode} connection is not ready."))
 
 
 def provisioned_catalog(session: Session, integration: PolarIntegration, running: Catalog) -> Catalog:

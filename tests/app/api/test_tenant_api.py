@@ -24,7 +24,8 @@ from provisioning.api_keys.service import ApiKeyRefused
 from provisioning.catalog import load_catalog
 from provisioning.config import Settings
 from provisioning.db import Database, utcnow
-from provisioning.integrations.models import PolarIntegration
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration
+from provisioning.runs.service import start_run
 from tests.app.api.conftest import call
 from tests.app.conftest import Accounts, csrf_token, login, make_app
 from tests.app.polar.conftest import MakeKey, connect_and_provision, consent, run_jobs, start_connect
@@ -412,3 +413,24 @@ def test_a_live_only_workspace_gets_live_keys_and_no_test_key(
     assert {p["polar_product_id"] for p in plans["plans"]} <= set(products)
     dotenv = call(client, "/env?format=dotenv", live.plaintext).get_data(as_text=True)
     assert dotenv.startswith(f"POLAR_SERVER=production\nPOLAR_ORGANIZATION_ID={integration.polar_org_id}\n")
+
+
+def test_a_provisioned_connection_keeps_answering_while_a_run_updates_it_or_after_one_failed(
+    client: FlaskClient, ready: Workspace, make_key: MakeKey, session: Session
+) -> None:
+    key = make_key(ready.id)
+    before = call(client, "/plans", key).get_json()
+    integration = session.scalar(select(PolarIntegration).where(PolarIntegration.workspace_id == ready.id))
+    assert integration is not None
+    assert start_run(session, integration, trigger="rollout").created
+    integration.status = IntegrationStatus.PROVISIONING  # as the worker sets it when it claims the run
+    session.commit()
+
+    during = call(client, "/plans", key)
+    assert during.status_code == 200 and during.get_json() == before
+    integration.status = IntegrationStatus.FAILED
+    session.commit()
+    assert call(client, "/env", key).status_code == 200
+    integration.status = IntegrationStatus.NEEDS_RECONNECT  # Polar refuses its token: no answer
+    session.commit()
+    assert call(client, "/plans", key).get_json()["error"]["code"] == "not_ready"
