@@ -19,10 +19,14 @@ from provisioning.webhooks.urls import webhook_url
 
 
 def webhook_summary(session: Session, integration_id: str) -> dict[str, Any]:
-    """How many webhook events Polar delivered, and the latest one's type and time."""
+    """How many webhook events Polar delivered, the latest one's type and time, and how many the
+    billing state could not take: failing (retrying or given up) and flagged (another organization's)."""
     last = webhooks.latest_event(session, integration_id)
+    counts = webhooks.status_counts(session, integration_id)
     return {
-        "received": webhooks.count_events(session, integration_id),
+        "received": sum(counts.values()),
+        "failing": webhooks.failing_count(session, integration_id),
+        "flagged": counts.get("flagged", 0),
         "last_type": last.event_type if last else None,
         "last_received_at": last.received_at.isoformat() if last else None,
     }
@@ -50,7 +54,13 @@ def status_snapshot(
             "steps": [],
             "products": [],
             "webhook_endpoint_id": None,
-            "webhooks": {"received": 0, "last_type": None, "last_received_at": None},
+            "webhooks": {
+                "received": 0,
+                "failing": 0,
+                "flagged": 0,
+                "last_type": None,
+                "last_received_at": None,
+            },
             "last_error": None,
             "run": None,
             "provisioned_at": None,

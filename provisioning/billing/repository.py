@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session
 
 from provisioning.billing.models import (
@@ -134,33 +134,6 @@ def integrations_with_due_events(session: Session, received_before: datetime, no
         .distinct()
     ).all()
     return list(rows)
-
-
-def failing_count(session: Session, integration_id: str) -> int:
-    """Events whose processing failed: retrying, or given up until a replay."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(PolarWebhookEvent)
-            .where(
-                PolarWebhookEvent.integration_id == integration_id,
-                or_(
-                    PolarWebhookEvent.status == EventStatus.FAILED,
-                    (PolarWebhookEvent.status == EventStatus.PENDING) & (PolarWebhookEvent.attempts > 0),
-                ),
-            )
-        )
-        or 0
-    )
-
-
-def status_counts(session: Session, integration_id: str) -> dict[str, int]:
-    rows = session.execute(
-        select(PolarWebhookEvent.status, func.count())
-        .where(PolarWebhookEvent.integration_id == integration_id)
-        .group_by(PolarWebhookEvent.status)
-    ).all()
-    return {str(status): int(count) for status, count in rows}
 
 
 def events_to_replay(

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from provisioning.integrations.models import PolarIntegration
-from provisioning.webhooks.models import PolarWebhookEvent
+from provisioning.webhooks.models import EventStatus, PolarWebhookEvent
 
 
 def integration_by_path_token(session: Session, path_token: str) -> PolarIntegration | None:
@@ -38,17 +38,6 @@ def add_event(session: Session, event: PolarWebhookEvent) -> bool:
     return True
 
 
-def count_events(session: Session, integration_id: str) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(PolarWebhookEvent)
-            .where(PolarWebhookEvent.integration_id == integration_id)
-        )
-        or 0
-    )
-
-
 class EventSummary(NamedTuple):
     event_type: str
     received_at: datetime
@@ -63,3 +52,30 @@ def latest_event(session: Session, integration_id: str) -> EventSummary | None:
         .limit(1)
     ).first()
     return EventSummary(row[0], row[1]) if row is not None else None
+
+
+def failing_count(session: Session, integration_id: str) -> int:
+    """Events whose processing failed: retrying, or given up until a replay."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(PolarWebhookEvent)
+            .where(
+                PolarWebhookEvent.integration_id == integration_id,
+                or_(
+                    PolarWebhookEvent.status == EventStatus.FAILED,
+                    (PolarWebhookEvent.status == EventStatus.PENDING) & (PolarWebhookEvent.attempts > 0),
+                ),
+            )
+        )
+        or 0
+    )
+
+
+def status_counts(session: Session, integration_id: str) -> dict[str, int]:
+    rows = session.execute(
+        select(PolarWebhookEvent.status, func.count())
+        .where(PolarWebhookEvent.integration_id == integration_id)
+        .group_by(PolarWebhookEvent.status)
+    ).all()
+    return {str(status): int(count) for status, count in rows}

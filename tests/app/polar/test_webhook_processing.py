@@ -16,13 +16,14 @@ from sqlalchemy.orm import Session
 
 from app import create_app
 from app.accounts.models import Workspace
-from provisioning.billing import repository as billing
 from provisioning.billing.models import BillingCustomer, BillingSubscription
 from provisioning.billing.tasks import drain, sweep
 from provisioning.config import Settings
 from provisioning.db import Database, get_database, utcnow
 from provisioning.integrations.models import PolarIntegration
 from provisioning.integrations.service import decrypt_secret
+from provisioning.status import status_snapshot
+from provisioning.webhooks import repository as webhooks
 from provisioning.webhooks.models import EventStatus, PolarWebhookEvent
 from tests.app.api.conftest import call
 from tests.app.polar.conftest import MakeKey, run_jobs
@@ -211,7 +212,7 @@ def test_a_processing_failure_is_retried_with_backoff_then_failed_and_counted(
     assert stored.next_attempt_at is not None
     assert timedelta(seconds=3) < stored.next_attempt_at - utcnow() <= timedelta(seconds=5)
     assert "processing failed" in (stored.note or "")
-    assert billing.failing_count(session, polar.integration.id) == 1
+    assert webhooks.failing_count(session, polar.integration.id) == 1
     assert polar.process() == {}  # not due yet
 
     for _ in range(10):  # every retry due now: the event fails for good after the last one
@@ -223,7 +224,9 @@ def test_a_processing_failure_is_retried_with_backoff_then_failed_and_counted(
         polar.process()
     stored = polar.stored(created["id"])
     assert stored.status == EventStatus.FAILED and stored.next_attempt_at is None and stored.attempts == 7
-    assert billing.failing_count(session, polar.integration.id) == 1
+    assert webhooks.failing_count(session, polar.integration.id) == 1
+    shown = status_snapshot(session, polar.integration.workspace_id)["webhooks"]  # the owner's page
+    assert (shown["failing"], shown["received"]) == (1, 1)
     assert session.scalar(select(BillingCustomer)) is None
 
 
