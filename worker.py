@@ -36,6 +36,7 @@ from provisioning.health import monitor
 from provisioning.observability import logs, multiproc
 from provisioning.runs import periodic, queue, warmup
 from provisioning.runs.pool import WarmPool
+from provisioning.usage import tasks as usage_tasks
 
 log = logging.getLogger("connect_polar.worker")
 PURGE_EVERY = timedelta(hours=1)
@@ -70,6 +71,11 @@ def sweep(database: Database, settings: Settings) -> None:
             billing_tasks.sweep(database, settings)
         except Exception:  # the sweeper must never take the worker down
             log.exception("nudging connections with waiting webhook events failed")
+    if periodic.once_per(settings.redis_url, "usage-ingest", every):
+        try:
+            usage_tasks.sweep(database, settings)
+        except Exception:  # the sweeper must never take the worker down
+            log.exception("nudging connections with due usage events failed")
     try:
         periodic.enqueue_due_retries(settings.redis_url)
     except Exception:  # the sweeper must never take the worker down

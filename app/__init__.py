@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from app.accounts import cli as accounts_cli
     from app.accounts import views as accounts_views
     from app.admin import views as admin_views
+    from app.api import usage as api_usage  # noqa: F401  (its routes, on the API's blueprint)
     from app.api import views as api_views
     from app.ops import views as ops_views
     from app.polar import api_keys as polar_api_keys

@@ -8,6 +8,7 @@ from provisioning.catalog.models import PlanCatalogRevision
 from provisioning.connect.models import PolarConnectAttempt, PolarConnectionSwitch
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration, PolarProductMapping
 from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
+from provisioning.usage.models import UsageEvent
 from provisioning.webhooks.models import PolarWebhookEvent
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "ProvisioningStep",
     "RunStatus",
     "StepStatus",
+    "UsageEvent",
 ]

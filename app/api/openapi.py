@@ -196,6 +196,61 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/usage": {
+            "post": {
+                "operationId": "recordUsage",
+                "summary": "Record usage events of the tenant's customers; Polar gets them in the background",
+                "description": (
+                    "Stores 1 to 1,000 events durably and answers 202 once they are committed; a job "
+                    "then ingests them into the key's Polar organization (in batches, retrying with "
+                    "backoff while Polar fails), where meters count them. Each event has an "
+                    "`external_id`, the caller's or one generated here (returned, to look the event "
+                    "up): one already stored for the connection is a `duplicate`, not stored or counted "
+                    "again, so a request may safely be sent again. Nothing is stored when an event is "
+                    "wrong. Accepted while the connection is being set up too. Needs `events:write`."
+                ),
+                "requestBody": _body("UsageCreate"),
+                "responses": {
+                    "202": _created("The events, stored", "UsageAccepted"),
+                    "400": {"$ref": "#/components/responses/BadRequest"},
+                    "409": {"$ref": "#/components/responses/Conflict"},
+                    "422": {"$ref": "#/components/responses/InvalidRequest"},
+                    **{k: v for k, v in _KEYED_ERRORS.items() if k != "409"},
+                },
+            }
+        },
+        "/usage/{external_id}": {
+            "get": {
+                "operationId": "getUsageEvent",
+                "summary": "A usage event, and whether it reached Polar",
+                "description": (
+                    "`status`: `pending` (stored, not yet taken by Polar: `attempts`, `last_error` and "
+                    "`next_attempt_at` say how sending goes), `ingested` (Polar has it, since "
+                    "`ingested_at`) or `failed` (Polar refused it, or every attempt failed: "
+                    "`last_error` says why; it is not sent again)."
+                ),
+                "parameters": [
+                    {
+                        "name": "external_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The event's `external_id` (the caller's, or the one `POST /usage` returned)",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The event",
+                        "headers": _NO_STORE,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/UsageEvent"}}
+                        },
+                    },
+                    "404": {"$ref": "#/components/responses/UnknownUsageEvent"},
+                    **_KEYED_ERRORS,
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "getOpenApiDocument",
@@ -256,6 +311,9 @@ DOCUMENT: dict[str, Any] = {
             ),
             "UnknownCustomer": _error(
                 "Polar has no customer with that external id (code `unknown_customer`)"
+            ),
+            "UnknownUsageEvent": _error(
+                "The key's connection has no usage event with that external id (code `unknown_usage_event`)"
             ),
             "PolarUnavailable": _error("Polar failed or did not answer (code `polar_unavailable`)"),
             "PolarBusy": _error(
@@ -410,6 +468,133 @@ DOCUMENT: dict[str, Any] = {
                             },
                         },
                     },
+                },
+            },
+            "UsageCreate": {
+                "type": "object",
+                "required": ["events"],
+                "additionalProperties": False,
+                "properties": {
+                    "events": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 1000,
+                        "items": {"$ref": "#/components/schemas/UsageEventCreate"},
+                    }
+                },
+            },
+            "UsageEventCreate": {
+                "type": "object",
+                "required": ["name", "external_customer_id"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 128,
+                        "description": "What happened; Polar's meters filter on it (e.g. `api_call`)",
+                    },
+                    "external_customer_id": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 256,
+                        "description": "The tenant's own id of the customer",
+                    },
+                    "external_id": {
+                        "type": ["string", "null"],
+                        "minLength": 1,
+                        "maxLength": 256,
+                        "description": (
+                            "The event's own id, unique per connection (Polar deduplicates on it); "
+                            "generated when missing. One per event of a request."
+                        ),
+                    },
+                    "timestamp": {
+                        "type": ["string", "null"],
+                        "format": "date-time",
+                        "description": "When it happened (ISO 8601 with a time zone; not in the future); default: now",
+                    },
+                    "metadata": {
+                        "type": ["object", "null"],
+                        "maxProperties": 50,
+                        "additionalProperties": {"type": ["string", "number", "boolean"]},
+                        "description": "Values Polar's meters can filter and aggregate on",
+                    },
+                },
+            },
+            "UsageAccepted": {
+                "type": "object",
+                "required": ["accepted", "duplicates", "events"],
+                "additionalProperties": False,
+                "properties": {
+                    "accepted": {"type": "integer", "minimum": 0, "description": "Events stored now"},
+                    "duplicates": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "Events whose external_id the connection holds already (not stored again)",
+                    },
+                    "events": {
+                        "type": "array",
+                        "description": "Each event of the request, in its order",
+                        "items": {
+                            "type": "object",
+                            "required": ["external_id", "status"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "external_id": {"type": "string"},
+                                "status": {"type": "string", "enum": ["accepted", "duplicate"]},
+                            },
+                        },
+                    },
+                },
+            },
+            "UsageEvent": {
+                "type": "object",
+                "required": [
+                    "external_id",
+                    "name",
+                    "external_customer_id",
+                    "timestamp",
+                    "metadata",
+                    "status",
+                    "created_at",
+                    "ingested_at",
+                    "attempts",
+                    "next_attempt_at",
+                    "last_error",
+                ],
+                "additionalProperties": False,
+                "properties": {
+                    "external_id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "external_customer_id": {"type": "string"},
+                    "timestamp": {"type": "string", "format": "date-time"},
+                    "metadata": {
+                        "type": "object",
+                        "additionalProperties": {"type": ["string", "number", "boolean"]},
+                    },
+                    "status": {
+                        "type": "string",
+                        "enum": ["pending", "ingested", "failed"],
+                        "description": "pending: not yet at Polar; ingested: Polar has it; failed: given up",
+                    },
+                    "created_at": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "When it was stored",
+                    },
+                    "ingested_at": {"type": ["string", "null"], "format": "date-time"},
+                    "attempts": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "Failed attempts to send it to Polar",
+                    },
+                    "next_attempt_at": {
+                        "type": ["string", "null"],
+                        "format": "date-time",
+                        "description": "When a pending event is sent (again); null otherwise",
+                    },
+                    "last_error": {**_NULLABLE_STRING, "description": "Why the last attempt failed"},
                 },
             },
             "Mode": {
