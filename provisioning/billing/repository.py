@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from provisioning.billing.models import (
@@ -162,3 +162,44 @@ def reset_for_replay(session: Session, event_ids: list[str]) -> None:
 
 def integration(session: Session, integration_id: str) -> PolarIntegration | None:
     return session.get(PolarIntegration, integration_id)
+
+
+def customer_count(session: Session, integration_id: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(BillingCustomer)
+            .where(BillingCustomer.integration_id == integration_id, BillingCustomer.deleted_at.is_(None))
+        )
+        or 0
+    )
+
+
+def active_by_plan(session: Session, integration_id: str) -> dict[str | None, int]:
+    rows = session.execute(
+        select(BillingSubscription.plan_id, func.count())
+        .where(
+            BillingSubscription.integration_id == integration_id,
+            BillingSubscription.status.in_(ACTIVE_SUBSCRIPTION_STATUSES),
+        )
+        .group_by(BillingSubscription.plan_id)
+    ).all()
+    return {plan: int(count) for plan, count in rows}
+
+
+def latest_subscriptions(
+    session: Session, integration_id: str, limit: int
+) -> Sequence[tuple[BillingSubscription, str | None]]:
+    """The most recently changed subscriptions, each with its customer's external id."""
+    rows = session.execute(
+        select(BillingSubscription, BillingCustomer.external_id)
+        .outerjoin(
+            BillingCustomer,
+            (BillingCustomer.integration_id == BillingSubscription.integration_id)
+            & (BillingCustomer.polar_id == BillingSubscription.customer_polar_id),
+        )
+        .where(BillingSubscription.integration_id == integration_id)
+        .order_by(BillingSubscription.version.desc().nulls_last(), BillingSubscription.polar_id)
+        .limit(limit)
+    ).all()
+    return [(row[0], row[1]) for row in rows]

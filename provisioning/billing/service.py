@@ -149,3 +149,36 @@ def _subscription(row: BillingSubscription) -> dict[str, Any]:
         "current_period_end": _iso(row.current_period_end),
         "cancel_at_period_end": row.cancel_at_period_end,
     }
+
+
+@dataclass(frozen=True)
+class SubscriptionLine:
+    customer: str | None  # the tenant's external id of the customer
+    plan: str | None
+    status: str
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the owner's page and the console show of a connection's billing state."""
+
+    customers: int
+    active_by_plan: dict[str | None, int]
+    latest: list[SubscriptionLine]
+
+    @property
+    def active(self) -> int:
+        return sum(self.active_by_plan.values())
+
+
+def summary(session: Session, integration: PolarIntegration, *, latest: int = 10) -> Summary:
+    return Summary(
+        customers=repository.customer_count(session, integration.id),
+        active_by_plan=repository.active_by_plan(session, integration.id),
+        latest=[
+            SubscriptionLine(external, s.plan_id, s.status, s.current_period_end, s.cancel_at_period_end)
+            for s, external in repository.latest_subscriptions(session, integration.id, latest)
+        ],
+    )

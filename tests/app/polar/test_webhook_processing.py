@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app import create_app
 from app.accounts.models import Workspace
 from provisioning.billing.models import BillingCustomer, BillingSubscription
+from provisioning.billing.service import summary as billing_summary
 from provisioning.billing.tasks import drain, sweep
 from provisioning.config import Settings
 from provisioning.db import Database, get_database, utcnow
@@ -126,6 +127,28 @@ def test_purchase_events_in_any_order_make_the_customer_active(polar: Polar, ses
     customer = session.scalar(select(BillingCustomer))
     assert customer is not None and customer.external_id == CUSTOMER and customer.state_at is not None
     assert polar.stored(_only(events, "checkout.created")["id"]).status == EventStatus.IGNORED
+    shown = billing_summary(session, polar.integration)  # what the owner's page and the console show
+    assert (shown.customers, shown.active_by_plan) == (1, {"pro-monthly": 1})
+    assert [(line.customer, line.plan, line.status) for line in shown.latest] == [
+        (CUSTOMER, "pro-monthly", "active")
+    ]
+
+
+def test_a_subscription_to_a_product_outside_the_catalog_is_kept_without_a_plan(
+    polar: Polar, session: Session
+) -> None:
+    polar.purchase()
+    created = _only(polar.events(), "subscription.created")
+    payload = json.loads(created["payload"])
+    payload["data"]["product_id"] = payload["data"]["product"]["id"] = "11111111-1111-4111-8111-111111111111"
+
+    polar.deliver(created, payload=payload)
+    polar.process()
+
+    stored = polar.stored(created["id"])
+    assert stored.status == EventStatus.PROCESSED and "not one of the catalog's" in (stored.note or "")
+    subscription = session.scalar(select(BillingSubscription))
+    assert subscription is not None and (subscription.plan_id, subscription.status) == (None, "active")
 
 
 def test_an_older_event_after_a_newer_one_and_the_same_event_twice_change_nothing(
