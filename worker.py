@@ -32,6 +32,7 @@ from provisioning.config import ConfigError, Settings
 from provisioning.connect import switch
 from provisioning.connect.service import purge_expired_attempts
 from provisioning.db import Database, configure
+from provisioning.forwarding import tasks as forwarding
 from provisioning.health import monitor
 from provisioning.observability import logs, multiproc
 from provisioning.runs import periodic, queue, warmup
@@ -66,6 +67,11 @@ def sweep(database: Database, settings: Settings) -> None:
             monitor.check_due(database, settings, load_catalog(settings.plans_file))
         except Exception:  # the sweeper must never take the worker down
             log.exception("connection health checks failed")
+    if periodic.once_per(settings.redis_url, "event-forwarding", every):
+        try:
+            forwarding.nudge_due(database, settings)
+        except Exception:  # the sweeper must never take the worker down
+            log.exception("nudging due event forwarding deliveries failed")
     if periodic.once_per(settings.redis_url, "billing-events", timedelta(seconds=1)):
         try:
             billing_tasks.sweep(database, settings)

@@ -82,12 +82,14 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from app.ops import views as ops_views
     from app.polar import api_keys as polar_api_keys
     from app.polar import cli as polar_cli
+    from app.polar import forwarding as polar_forwarding
     from app.polar import views as polar_views
     from app.polar import webhooks as polar_webhooks
 
     accounts_views.init_app(app)
     polar_views.init_app(app, settings)
     polar_api_keys.init_app(app)
+    polar_forwarding.init_app(app)
     polar_webhooks.init_app(app)
     api_views.init_app(app, settings)
     admin_views.init_app(app)

@@ -3,7 +3,8 @@ row and column.
 
 Rotation: put the new key first in the list (the old ones stay to decrypt), deploy, run this, then
 drop the old keys. It covers every secret: each integration's tokens and webhook secret, the PKCE
-verifier of every connect attempt (used ones included) and the key canary that start-up checks.
+verifier of every connect attempt (used ones included), event forwarding's signing secrets and the
+key canary that start-up checks.
 Legacy ciphertexts (plain Fernet, from before secrets were bound to their rows) are rewritten into
 the bound envelope.
 
@@ -27,6 +28,10 @@ from provisioning.connect import repository as attempts
 from provisioning.connect.service import pending_grant_slot, verifier_slot
 from provisioning.connect.switch import refresh_token_slot
 from provisioning.db import Database
+from provisioning.forwarding import repository as forwarding
+from provisioning.forwarding.models import EventForwardEndpoint
+from provisioning.forwarding.service import SECRET_COLUMNS as FORWARDING_SECRET_COLUMNS
+from provisioning.forwarding.service import secret_slot as forwarding_slot
 from provisioning.integrations import repository
 from provisioning.integrations.models import PolarIntegration
 from provisioning.integrations.service import SECRET_COLUMNS, secret_slot, vault_for
@@ -108,6 +113,21 @@ def rotate_encryption(
                 new = _rotated(vault, refresh_token_slot(held.id), held.refresh_token, report)
                 if new is not None:
                     held.refresh_token = new
+
+    # Event forwarding's signing secrets (the current one, and the previous one while it overlaps).
+    with database.transaction() as session:
+        endpoint_ids = forwarding.endpoint_ids(session)
+    for n, endpoint_id in enumerate(endpoint_ids, 1):
+        with database.transaction() as session:
+            endpoint = forwarding.endpoint(session, endpoint_id, lock=True)
+            for column in FORWARDING_SECRET_COLUMNS if endpoint is not None else ():
+                value = getattr(endpoint, column)
+                if value:
+                    new = _rotated(vault, forwarding_slot(endpoint_id, column), value, report)
+                    if new is not None:
+                        setattr(endpoint, column, new)
+        tick(EventForwardEndpoint.__tablename__, n, len(endpoint_ids))
+    report.rows[EventForwardEndpoint.__tablename__] = len(endpoint_ids)
 
     # Last, the key canary: processes started with only the newest key must still find it readable.
     with database.transaction() as session:

@@ -6,6 +6,7 @@ from provisioning.billing.models import BillingCustomer, BillingGrant, BillingOr
 from provisioning.canary.models import KeyCanary
 from provisioning.catalog.models import PlanCatalogRevision
 from provisioning.connect.models import PolarConnectAttempt, PolarConnectionSwitch
+from provisioning.forwarding.models import EventForwardDelivery, EventForwardEndpoint
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration, PolarProductMapping
 from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
 from provisioning.usage.models import UsageEvent
@@ -18,6 +19,8 @@ __all__ = [
     "BillingGrant",
     "BillingOrder",
     "BillingSubscription",
+    "EventForwardDelivery",
+    "EventForwardEndpoint",
     "IntegrationStatus",
     "KeyCanary",
     "PlanCatalogRevision",
