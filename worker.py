@@ -32,6 +32,7 @@ from provisioning.config import ConfigError, Settings
 from provisioning.connect import switch
 from provisioning.connect.service import purge_expired_attempts
 from provisioning.db import Database, configure
+from provisioning.drift import service as drift  # noqa: F401  (a run that succeeds resolves drift)
 from provisioning.forwarding import tasks as forwarding
 from provisioning.health import monitor
 from provisioning.observability import logs, multiproc

@@ -62,6 +62,7 @@ POLAR_RATE_LIMITS = {PolarEnvironment.SANDBOX: 100, PolarEnvironment.PRODUCTION:
 DEV_SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"
 APP_ENVS = ("development", "test", "production")
 LOG_FORMATS = ("json", "console")
+DRIFT_POLICIES = ("restore", "report")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -172,6 +173,13 @@ def _log_format(value: object) -> object:
     value = _lowered(value)
     if value not in LOG_FORMATS:
         raise ValueError(f"must be json or console, not {value!r}")
+    return value
+
+
+def _drift_policy(value: object) -> object:
+    value = _lowered(value)
+    if value not in DRIFT_POLICIES:
+        raise ValueError(f"must be restore or report, not {value!r}")
     return value
 
 
@@ -433,6 +441,12 @@ class Settings(EnvSettings):
     # LOG_FORMAT: json (production's default) or console (readable lines, elsewhere's default).
     log_format: Annotated[Literal["json", "console"], BeforeValidator(_log_format)] = Field(
         "console", validation_alias="LOG_FORMAT"
+    )
+    # POLAR_DRIFT_POLICY: what a change made at Polar to a product or benefit the catalog sets does.
+    # restore: recorded, and a run puts the catalog's version back; report: recorded only (a run
+    # started for another reason still puts it back).
+    polar_drift_policy: Annotated[Literal["restore", "report"], BeforeValidator(_drift_policy)] = Field(
+        "restore", validation_alias="POLAR_DRIFT_POLICY"
     )
 
     @property

@@ -6,6 +6,7 @@ from provisioning.billing.models import BillingCustomer, BillingGrant, BillingOr
 from provisioning.canary.models import KeyCanary
 from provisioning.catalog.models import PlanCatalogRevision
 from provisioning.connect.models import PolarConnectAttempt, PolarConnectionSwitch
+from provisioning.drift.models import CatalogDrift
 from provisioning.forwarding.models import EventForwardDelivery, EventForwardEndpoint
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration, PolarProductMapping
 from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
@@ -19,6 +20,7 @@ __all__ = [
     "BillingGrant",
     "BillingOrder",
     "BillingSubscription",
+    "CatalogDrift",
     "EventForwardDelivery",
     "EventForwardEndpoint",
     "IntegrationStatus",

@@ -29,6 +29,7 @@ from provisioning.audit.service import record
 from provisioning.config import PolarEnvironment
 from provisioning.connect import service as connect_service
 from provisioning.db import utcnow
+from provisioning.drift import service as drift
 from provisioning.errors import ConnectPolarError
 from provisioning.health.monitor import check_and_repair
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
@@ -45,6 +46,7 @@ PAGE_SIZE = 50
 BULK_LIMIT = 5000  # connections one bulk action may touch
 RECENT_RUNS = 20
 RECENT_EVENTS = 50
+RECENT_DRIFT = 50
 STATUS_VALUES = {s.value for s in IntegrationStatus}
 
 
@@ -167,6 +169,7 @@ def workspace(workspace_id: str) -> str:
                 "events": repository.recent_events(db, integration.id, limit=RECENT_EVENTS),
                 "scopes": _scopes(integration),
                 "served": settings().serves(integration.environment),
+                "drift": drift.open_summary(db, integration.id, limit=RECENT_DRIFT),
             }
         )
     keys = api_keys.keys_of(db, workspace_id)
@@ -188,6 +191,7 @@ def workspace(workspace_id: str) -> str:
         checks=checks,
         live=any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for d in details for r in d["runs"][:1]),
         revision=catalog().revision,
+        drift_policy=settings().polar_drift_policy,
         action_form=ActionForm(),
         confirm_form=ConfirmedActionForm(),
         retry_form=RetryForm(),

@@ -44,6 +44,7 @@ from provisioning.config import PolarEnvironment, Settings
 from provisioning.connect import service as connect_service
 from provisioning.connect.service import ConnectError, SessionMismatch, SupersededConnect, SwitchPending
 from provisioning.db import utcnow
+from provisioning.drift import service as drift
 from provisioning.health.monitor import check_and_repair
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import get_integration
@@ -140,6 +141,7 @@ def render_page(
         deploy = tenant.deploy_env(db, connection, catalog())
     except NotReady:
         deploy = None
+    integration = get_integration(db, workspace_id, environment)
     response = make_response(
         render_template(
             "polar/page.html",
@@ -157,6 +159,8 @@ def render_page(
             api_key_form=api_key_form,
             expiry_choices=EXPIRY_CHOICES,
             now=utcnow(),
+            drift=drift.open_summary(db, integration.id) if integration is not None else None,
+            drift_policy=settings().polar_drift_policy,
         ),
         status,
     )

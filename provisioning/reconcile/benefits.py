@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from provisioning.catalog.desired import BENEFIT_KEY, benefit_body
-from provisioning.reconcile.context import Change, RunContext, as_plain
+from provisioning.reconcile.compare import benefit_differences, benefit_view
+from provisioning.reconcile.context import Change, RunContext
 from provisioning.reconcile.resource import Ensured, Resource, ensure_keyed, metadata_differs, tag
 
 SCOPE_READ, SCOPE_WRITE = "benefits:read", "benefits:write"
@@ -47,11 +48,9 @@ def plan(
         current = found[0]
         ids[benefit.id] = current.id
         update: dict[str, Any] = {}
-        if current.description != benefit.description:
-            update["description"] = benefit.description
-        props = as_plain(current.properties) or {}
-        if any(props.get(k) != v for k, v in body["properties"].items()):
-            update["properties"] = body["properties"]
+        # The same comparison drift makes of a benefit Polar sent.
+        for difference in benefit_differences(benefit_view(current), body):
+            update[difference.field] = difference.catalog
         if metadata_differs(current, body):
             update["metadata"] = body["metadata"]
         if update:

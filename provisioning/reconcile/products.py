@@ -7,12 +7,12 @@ have their products archived. Benefits are attached only when the set differs.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import replace
 from typing import Any
 
 from provisioning.catalog.desired import PLAN_KEY, price_key, product_body
 from provisioning.catalog.model import Plan
+from provisioning.reconcile.compare import active_prices, product_differences, product_view
 from provisioning.reconcile.context import Change, RunContext, as_plain
 from provisioning.reconcile.resource import (
     Ensured,
@@ -42,14 +42,8 @@ def _desired_interval(plan: Plan) -> tuple[str | None, int]:
     return (plan.interval, plan.interval_count if plan.interval else 1)
 
 
-def _active_prices(product: Any) -> list[dict[str, Any]]:
-    return [as_plain(p) for p in product.prices if not getattr(p, "is_archived", False)]
-
-
-def _price_update(product: Any, desired: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    actual = _active_prices(product)
-    if Counter(price_key(p) for p in actual) == Counter(price_key(d) for d in desired):
-        return None
+def _price_update(actual: list[dict[str, Any]], desired: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The full price list to send: each desired price an existing one already is, by its id."""
     unused = list(actual)
     out: list[dict[str, Any]] = []
     for body in desired:
@@ -107,17 +101,19 @@ def plan(
             continue
 
         ids[plan_.id] = current.id
+        view = product_view(current)
+        # The same comparison drift makes of a product Polar sent (its interval always matches here).
+        differs = {d.field for d in product_differences(view, body)}
         update: dict[str, Any] = {}
-        if current.name != plan_.name:
+        if "name" in differs:
             update["name"] = plan_.name
-        if (current.description or None) != (plan_.description or None):
+        if "description" in differs:
             update["description"] = plan_.description
-        prices = _price_update(current, body["prices"])
-        if prices is not None:
-            update["prices"] = prices
+        if "prices" in differs:
+            update["prices"] = _price_update(active_prices(view), body["prices"])
         if metadata_differs(current, body):
             update["metadata"] = body["metadata"]
-        if current.is_archived:
+        if "is_archived" in differs:
             update["is_archived"] = False
         if update:
             fields = fields_with_metadata(update, body["metadata"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -38,7 +39,7 @@ from provisioning.catalog import repository as catalogs
 from provisioning.config import EnvironmentNotServed, Settings
 from provisioning.db import get_database, utcnow
 from provisioning.integrations import repository as integrations
-from provisioning.integrations.models import IntegrationStatus
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.tokens import fresh_access_token, reauthorize
 from provisioning.polar.client import PolarApi
 from provisioning.polar.errors import PolarBusy, ProvisioningError, TransientPolarError
@@ -48,7 +49,7 @@ from provisioning.runs import repository
 from provisioning.runs.lease import resume_abandoned
 from provisioning.runs.ledger import Ledger, Stopped, failure_message
 from provisioning.runs.lock import saga_lock
-from provisioning.runs.models import RunStatus, StepStatus
+from provisioning.runs.models import ProvisioningRun, RunStatus, StepStatus
 from provisioning.runs.queue import enqueue_deferred
 from provisioning.runs.saga import STEPS, Saga
 
@@ -63,6 +64,17 @@ STARTABLE = (
     IntegrationStatus.FAILED,
     IntegrationStatus.NEEDS_RECONNECT,
 )
+
+
+# Called in the transaction that records a run's success, its rows locked: how a package that
+# itself starts runs (drift, which the run has just restored) hears of it without a dependency loop.
+SuccessHook = Callable[[Session, Settings, ProvisioningRun, PolarIntegration], None]
+_SUCCESS_HOOKS: list[SuccessHook] = []
+
+
+def on_success(hook: SuccessHook) -> None:
+    if hook not in _SUCCESS_HOOKS:
+        _SUCCESS_HOOKS.append(hook)
 
 
 class Superseded(Stopped):
@@ -309,6 +321,8 @@ class RunExecution:
         integration.provisioned_at = run.finished_at
         integration.catalog_revision = catalog.revision
         integration.last_error = None
+        for hook in _SUCCESS_HOOKS:
+            hook(self.session, self.settings, run, integration)
         self.session.commit()
         log.info("provisioning run %s succeeded: %s", run.id, run.api_calls)
 
