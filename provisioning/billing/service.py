@@ -17,7 +17,11 @@ from sqlalchemy.orm import Session
 from provisioning.billing import repository
 from provisioning.billing.models import BillingSubscription
 from provisioning.billing.processing import Context, MalformedEvent, Outcome, apply
+from provisioning.catalog import Catalog
+from provisioning.config import Settings
 from provisioning.db import utcnow
+from provisioning.drift import service as drift
+from provisioning.forwarding import service as forwarding
 from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import PolarIntegration
 from provisioning.webhooks.models import EventStatus, PolarWebhookEvent
@@ -40,12 +44,25 @@ class BatchResult:
     processed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     refetch: list[str] = field(default_factory=list)  # subscription ids to re-read from Polar
-    forwarded: list[tuple[PolarWebhookEvent, dict[str, Any]]] = field(default_factory=list)
+    forwarded: int = 0  # queued for the tenant's forwarding endpoint
 
 
-def context(session: Session, integration: PolarIntegration) -> Context:
+def context(
+    session: Session,
+    integration: PolarIntegration,
+    settings: Settings | None = None,
+    running: Catalog | None = None,
+) -> Context:
+    """What processing needs of the connection; with ``settings`` and the running catalog, product
+    and benefit events are compared with the catalog (drift)."""
     plans = {m.polar_product_id: m.plan_id for m in integrations.mappings(session, integration.id)}
-    return Context(session, integration, plans)
+    observe = None
+    if settings is not None and running is not None:
+
+        def observe(event_type: str, data: dict[str, Any]) -> bool:
+            return drift.observe(session, settings, integration, event_type, data, running)
+
+    return Context(session, integration, plans, observe)
 
 
 def process_event(ctx: Context, event: PolarWebhookEvent, now: datetime) -> Outcome | None:
@@ -88,8 +105,9 @@ def _failed(event: PolarWebhookEvent, note: str, now: datetime, *, final: bool =
         event.next_attempt_at = now + RETRY_DELAYS[event.attempts - 1]
 
 
-def process_batch(ctx: Context, events: Sequence[PolarWebhookEvent]) -> BatchResult:
-    """Apply ``events`` in order (the caller holds the connection's processing lock)."""
+def process_batch(ctx: Context, settings: Settings, events: Sequence[PolarWebhookEvent]) -> BatchResult:
+    """Apply ``events`` in order (the caller holds the connection's processing lock); each one that
+    changed the state is queued for the tenant's forwarding endpoint in the same transaction."""
     result = BatchResult()
     now = utcnow()
     for event in events:
@@ -101,8 +119,30 @@ def process_batch(ctx: Context, events: Sequence[PolarWebhookEvent]) -> BatchRes
             continue
         result.refetch.extend(outcome.refetch)
         if outcome.status == EventStatus.PROCESSED and outcome.forward is not None:
-            result.forwarded.append((event, outcome.forward))
+            forwarding.record(
+                ctx.session,
+                settings,
+                ctx.integration,
+                event.id,
+                event.event_type,
+                _normalized(event, outcome.forward),
+            )
+            result.forwarded += 1
     return result
+
+
+def _normalized(event: PolarWebhookEvent, forward: dict[str, Any]) -> dict[str, Any]:
+    """The event as a tenant's app receives it: ours, normalized, with Polar's object."""
+    timestamp = event.payload.get("timestamp")
+    return {
+        "id": event.id,
+        "type": forward["type"],
+        "timestamp": timestamp if isinstance(timestamp, str) else _iso(event.received_at),
+        "customer_external_id": forward["customer_external_id"],
+        "plan": forward["plan"],
+        "status": forward["status"],
+        "data": forward["data"],
+    }
 
 
 # -- reading -------------------------------------------------------------------------------------

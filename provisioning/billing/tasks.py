@@ -12,6 +12,7 @@ from typing import Any
 from provisioning import background
 from provisioning.billing import repository, service
 from provisioning.billing.processing import customer_id_of, store_subscription
+from provisioning.catalog import load_catalog
 from provisioning.config import Settings
 from provisioning.db import Database, get_database, utcnow
 from provisioning.integrations.tokens import fresh_access_token, reauthorize
@@ -48,7 +49,8 @@ def drain(database: Database, settings: Settings, integration_id: str) -> dict[s
             events = repository.due_events(session, integration_id, utcnow(), BATCH)
             if not events:
                 break
-            result = service.process_batch(service.context(session, integration), events)
+            ctx = service.context(session, integration, settings, load_catalog(settings.plans_file))
+            result = service.process_batch(ctx, settings, events)
         for status, count in result.by_status.items():
             totals[status] = totals.get(status, 0) + count
         refetch.extend(result.refetch)

@@ -21,6 +21,8 @@ from provisioning.billing.service import summary as billing_summary
 from provisioning.billing.tasks import drain, sweep
 from provisioning.config import Settings
 from provisioning.db import Database, get_database, utcnow
+from provisioning.forwarding import service as forwarding
+from provisioning.forwarding.models import EventForwardDelivery
 from provisioning.integrations.models import PolarIntegration
 from provisioning.integrations.service import decrypt_secret
 from provisioning.status import status_snapshot
@@ -348,3 +350,53 @@ def test_customer_state_is_answered_from_local_state_without_calling_polar(
     assert state["source"] == "local"
     assert [(s["plan"], s["status"]) for s in state["active_subscriptions"]] == [("pro-monthly", "active")]
     assert polar.control.get("/_emulator/requests").json() == []
+
+
+def test_each_event_that_changed_the_state_is_queued_once_for_the_tenants_app_normalized(
+    polar: Polar, session: Session, settings: Settings
+) -> None:
+    saved = forwarding.save_endpoint(
+        session, settings, polar.integration, "https://app.tenant.example/billing-events"
+    )
+    assert saved.secret
+    polar.purchase()
+    events = polar.events()
+    for event in events:
+        polar.deliver(event)
+    polar.process()
+
+    queued = session.scalars(select(EventForwardDelivery).order_by(EventForwardDelivery.created_at)).all()
+    kinds = {d.event_type for d in queued}
+    assert {"subscription.active", "order.paid", "customer.state_changed"} <= kinds
+    assert not kinds & {"checkout.created", "checkout.updated", "product.updated"}  # not billing state
+    active = next(d for d in queued if d.event_type == "subscription.active")
+    assert {k: active.payload[k] for k in ("type", "customer_external_id", "plan", "status")} == {
+        "type": "subscription.active",
+        "customer_external_id": CUSTOMER,
+        "plan": "pro-monthly",
+        "status": "active",
+    }
+    stored = polar.stored(_only(events, "subscription.active")["id"])
+    assert active.payload["id"] == stored.id and active.payload["data"] == stored.payload["data"]
+
+    # Replayed, the events change nothing and nothing is forwarded twice.
+    session.execute(update(PolarWebhookEvent).values(status=EventStatus.PENDING))
+    polar.process()
+    assert len(session.scalars(select(EventForwardDelivery)).all()) == len(queued)
+
+
+def test_a_managed_product_changed_at_polar_is_taken_as_drift_and_others_are_ignored(
+    polar: Polar, session: Session
+) -> None:
+    updates = polar.events("product.updated")  # provisioning attached the benefits to our products
+    assert updates
+    for event in updates:
+        polar.deliver(event)
+    foreign = json.loads(updates[0]["payload"])
+    foreign["data"]["id"] = "22222222-2222-4222-8222-222222222222"
+    foreign["data"]["metadata"] = {}
+    polar.deliver({"id": "evt-foreign-product"}, payload=foreign)
+    polar.process()
+
+    assert {polar.stored(e["id"]).status for e in updates} == {EventStatus.PROCESSED}
+    assert polar.stored("evt-foreign-product").status == EventStatus.IGNORED
