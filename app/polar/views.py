@@ -40,6 +40,7 @@ from app.polar.forms import (
 from provisioning.api_keys import service as api_keys
 from provisioning.api_keys.models import KeyMode
 from provisioning.audit.service import record
+from provisioning.billing import service as billing_state
 from provisioning.config import PolarEnvironment, Settings
 from provisioning.connect import service as connect_service
 from provisioning.connect.service import ConnectError, SessionMismatch, SupersededConnect, SwitchPending
@@ -160,6 +161,8 @@ def render_page(
             expiry_choices=EXPIRY_CHOICES,
             now=utcnow(),
             drift=drift.open_summary(db, integration.id) if integration is not None else None,
+            billing=billing_state.summary(db, integration) if integration is not None else None,
+            plan_names={p.id: p.name for p in catalog().plans},
             drift_policy=settings().polar_drift_policy,
         ),
         status,

@@ -400,3 +400,25 @@ def test_a_managed_product_changed_at_polar_is_taken_as_drift_and_others_are_ign
 
     assert {polar.stored(e["id"]).status for e in updates} == {EventStatus.PROCESSED}
     assert polar.stored("evt-foreign-product").status == EventStatus.IGNORED
+
+
+def test_the_owners_page_shows_customers_subscriptions_and_failing_events(
+    polar: Polar, owner_client: FlaskClient, ready: Workspace, session: Session
+) -> None:
+    empty = owner_client.get(f"/workspaces/{ready.id}/polar").get_data(as_text=True)
+    assert "No customers yet" in empty and 'id="events-failing"' not in empty
+    polar.purchase()
+    for event in polar.events():
+        polar.deliver(event)
+    created = _only(polar.events(), "customer.created")
+    broken = json.loads(created["payload"])
+    broken["data"]["external_id"] = "y" * 300  # the database refuses it: a failing event
+    polar.deliver({"id": "evt-failing"}, payload=broken)
+    polar.process()
+
+    page = owner_client.get(f"/workspaces/{ready.id}/polar").get_data(as_text=True)
+
+    assert "1 customer, 1 active subscription: 1 Pro (monthly)." in " ".join(page.split())
+    row = page[page.index('id="subscriptions"') :]
+    assert f"<code>{CUSTOMER}</code>" in row and "Pro (monthly)" in row and "badge-active" in row
+    assert "1 of Polar's events could not be processed yet" in " ".join(page.split())
