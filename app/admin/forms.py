@@ -27,6 +27,12 @@ class RevokeKeyForm(ActionForm):
     key_id = HiddenField(validators=[DataRequired()])
 
 
+class RetryEventsForm(ActionForm):
+    """Process a connection's failed webhook events again (after a fix), with the reason."""
+
+    integration_id = HiddenField(validators=[DataRequired()])
+
+
 class ConfirmedActionForm(ActionForm):
     confirm = BooleanField(
         "I confirm", validators=[DataRequired("Tick the box to confirm: this cannot be undone from here.")]

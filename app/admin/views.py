@@ -20,12 +20,21 @@ from werkzeug.wrappers import Response
 
 from app.admin import repository
 from app.admin.access import staff_required
-from app.admin.forms import ActionForm, BulkForm, ConfirmedActionForm, RequeueForm, RetryForm, RevokeKeyForm
+from app.admin.forms import (
+    ActionForm,
+    BulkForm,
+    ConfirmedActionForm,
+    RequeueForm,
+    RetryEventsForm,
+    RetryForm,
+    RevokeKeyForm,
+)
 from app.audit import current_actor
 from app.database import catalog, db_session, settings
 from provisioning.api_keys import service as api_keys
 from provisioning.audit import repository as audit_repository
 from provisioning.audit.service import record
+from provisioning.billing import service as billing_state
 from provisioning.config import PolarEnvironment
 from provisioning.connect import service as connect_service
 from provisioning.db import utcnow
@@ -39,6 +48,7 @@ from provisioning.runs.models import RunBatch, RunStatus
 from provisioning.runs.queue import enqueue_after_commit
 from provisioning.runs.queue_health import queue_health, requeue_failed_job
 from provisioning.runs.service import RunRefused, create_batch, retry_run, start_run
+from provisioning.webhooks import repository as webhook_events
 from provisioning.webhooks.urls import webhook_url
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -170,6 +180,9 @@ def workspace(workspace_id: str) -> str:
                 "scopes": _scopes(integration),
                 "served": settings().serves(integration.environment),
                 "drift": drift.open_summary(db, integration.id, limit=RECENT_DRIFT),
+                "event_counts": webhook_events.status_counts(db, integration.id),
+                "failing": webhook_events.failing_count(db, integration.id),
+                "billing": billing_state.summary(db, integration, latest=5),
             }
         )
     keys = api_keys.keys_of(db, workspace_id)
@@ -195,6 +208,7 @@ def workspace(workspace_id: str) -> str:
         action_form=ActionForm(),
         confirm_form=ConfirmedActionForm(),
         retry_form=RetryForm(),
+        retry_events_form=RetryEventsForm(),
         api_keys=keys,
         revoke_key_form=RevokeKeyForm(),
         now=utcnow(),
@@ -310,6 +324,39 @@ def retry(workspace_id: str) -> Response:
     enqueue_after_commit(db, retried.id, settings().redis_url)
     db.commit()
     flash("The failed run is queued again.", "success")
+    return _back(workspace_id)
+
+
+@bp.post("/workspaces/<workspace_id>/events/retry")
+@staff_required
+def retry_events(workspace_id: str) -> Response:
+    """A connection's webhook events that failed processing, processed again (after a fix, say),
+    audited with the reason."""
+    _workspace_or_404(workspace_id)
+    form = RetryEventsForm()
+    if not form.validate():
+        return _invalid(form, workspace_id)
+    db = db_session()
+    integration = next(
+        (i for i in repository.connections(db, workspace_id) if i.id == form.integration_id.data), None
+    )
+    if integration is None:
+        abort(404, description="This workspace has no such connection.")
+    count = billing_state.retry_failing(db, settings(), integration)
+    if not count:
+        flash("No event of this connection is failing: nothing to process again.", "info")
+        return _back(workspace_id)
+    record(
+        db,
+        current_actor(),
+        "staff.retry_events",
+        workspace_id=workspace_id,
+        targets={"integration_id": integration.id},
+        reason=form.reason.data,
+        details={"events": count},
+    )
+    db.commit()
+    flash(f"{count} failed event{'s' if count != 1 else ''} queued to be processed again.", "success")
     return _back(workspace_id)
 
 

@@ -137,9 +137,21 @@ def integrations_with_due_events(session: Session, received_before: datetime, no
 
 
 def events_to_replay(
-    session: Session, *, integration_ids: list[str] | None, since: datetime | None, event_id: str | None
+    session: Session,
+    *,
+    integration_ids: list[str] | None,
+    since: datetime | None,
+    event_id: str | None,
+    failing_only: bool = False,
 ) -> Sequence[PolarWebhookEvent]:
     query = select(PolarWebhookEvent).order_by(PolarWebhookEvent.received_at, PolarWebhookEvent.id)
+    if failing_only:
+        query = query.where(
+            or_(
+                PolarWebhookEvent.status == EventStatus.FAILED,
+                (PolarWebhookEvent.status == EventStatus.PENDING) & (PolarWebhookEvent.attempts > 0),
+            )
+        )
     if integration_ids is not None:
         query = query.where(PolarWebhookEvent.integration_id.in_(integration_ids))
     if since is not None:

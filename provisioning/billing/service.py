@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from provisioning.background import nudge_after_commit
 from provisioning.billing import repository
 from provisioning.billing.models import BillingSubscription
 from provisioning.billing.processing import Context, MalformedEvent, Outcome, apply
@@ -25,6 +26,7 @@ from provisioning.forwarding import service as forwarding
 from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import PolarIntegration
 from provisioning.webhooks.models import EventStatus, PolarWebhookEvent
+from provisioning.webhooks.service import PROCESS_EVENTS, processing_key
 
 log = logging.getLogger(__name__)
 # After a failure: retried after each of these, then failed (a replay tries again).
@@ -222,3 +224,17 @@ def summary(session: Session, integration: PolarIntegration, *, latest: int = 10
             for s, external in repository.latest_subscriptions(session, integration.id, latest)
         ],
     )
+
+
+def retry_failing(session: Session, settings: Settings, integration: PolarIntegration) -> int:
+    """The connection's events that failed processing (retrying or given up), due again now with
+    fresh attempts; the processing job is nudged after commit. Returns how many."""
+    events = repository.events_to_replay(
+        session, integration_ids=[integration.id], since=None, event_id=None, failing_only=True
+    )
+    repository.reset_for_replay(session, [e.id for e in events])
+    if events:
+        nudge_after_commit(
+            session, settings.redis_url, PROCESS_EVENTS, processing_key(integration.id), integration.id
+        )
+    return len(events)

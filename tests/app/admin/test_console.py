@@ -17,8 +17,10 @@ from provisioning.api_keys import service as api_keys
 from provisioning.api_keys.models import KeyMode
 from provisioning.audit.models import AuditEvent
 from provisioning.config import Settings
+from provisioning.db import utcnow
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.runs.models import ProvisioningRun, RunBatch, RunStatus
+from provisioning.webhooks.models import EventStatus, PolarWebhookEvent
 from tests.app.conftest import Accounts, login
 from tests.app.polar.conftest import consent, run_jobs, start_connect
 
@@ -427,3 +429,72 @@ def test_sign_ins_and_owner_actions_are_audited(
     )
     assert "owner.connect" in trail and owner.email in trail
     assert staff_client.get("/admin/audit?since=yesterday").status_code == 400
+
+
+def _failed_event(session: Session, integration_id: str) -> PolarWebhookEvent:
+    """An event whose processing gave up (``flask webhooks replay`` or the console tries again)."""
+    event = PolarWebhookEvent(
+        integration_id=integration_id,
+        webhook_id="evt-gave-up",
+        event_type="customer.created",
+        payload={"type": "customer.created", "timestamp": utcnow().isoformat(), "data": {}},
+        status=EventStatus.FAILED,
+        attempts=7,
+        note="malformed event: the event's object has no id",
+        received_at=utcnow(),
+    )
+    session.add(event)
+    session.commit()
+    return event
+
+
+def test_staff_see_failing_events_and_process_them_again_with_a_reason(
+    staff_client: FlaskClient, connected: Workspace, session: Session
+) -> None:
+    integration = _integration(session, connected.id)
+    event = _failed_event(session, integration.id)
+    path = f"/admin/workspaces/{connected.id}"
+    page = " ".join(staff_client.get(path).get_data(as_text=True).split())
+    assert "1 failing processing" in page
+    assert "malformed event: the event&#39;s object has no id" in page
+    assert "0 customers, 0 active subscriptions." in page
+
+    token = _token(staff_client, path)
+    refused = staff_client.post(
+        f"{path}/events/retry", data={"csrf_token": token, "integration_id": integration.id}
+    )
+    assert refused.status_code == 303  # no reason: nothing changes
+    session.expire_all()
+    assert session.get(PolarWebhookEvent, event.id).status == EventStatus.FAILED
+
+    done = staff_client.post(
+        f"{path}/events/retry",
+        data={"csrf_token": token, "integration_id": integration.id, "reason": "fixed the parser"},
+    )
+    assert done.status_code == 303
+    session.expire_all()
+    again = session.get(PolarWebhookEvent, event.id)
+    assert (again.status, again.attempts, again.next_attempt_at) == (EventStatus.PENDING, 0, None)
+    [audit] = _audit(session, "staff.retry_events")
+    assert audit.reason == "fixed the parser" and audit.target_ids == {"integration_id": integration.id}
+
+    unknown = staff_client.post(
+        f"{path}/events/retry", data={"csrf_token": token, "integration_id": "nope", "reason": "x"}
+    )
+    assert unknown.status_code == 404
+
+
+def test_only_staff_process_events_again(app, connected: Workspace, owner: User, session: Session) -> None:
+    integration = _integration(session, connected.id)
+    event = _failed_event(session, integration.id)
+    client = app.test_client()
+    login(client, owner.email)
+    token = _token(client, f"/workspaces/{connected.id}/polar")
+    answer = client.post(
+        f"/admin/workspaces/{connected.id}/events/retry",
+        data={"csrf_token": token, "integration_id": integration.id, "reason": "x"},
+    )
+    assert answer.status_code == 404  # the console does not exist for non-staff
+    session.expire_all()
+    assert session.get(PolarWebhookEvent, event.id).status == EventStatus.FAILED
+    assert session.scalar(sa.select(sa.func.count()).select_from(PolarWebhookEvent)) >= 1
