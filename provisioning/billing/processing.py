@@ -138,10 +138,15 @@ def organization_of(event_type: str, data: dict[str, Any]) -> str | None:
 
 def _customer(ctx: Context, data: dict[str, Any]) -> BillingCustomer | None:
     """Store a customer (from its own event, or embedded in another's); None without an id."""
+    stored = _store_customer(ctx, data)
+    return stored[0] if stored is not None else None
+
+
+def _store_customer(ctx: Context, data: dict[str, Any]) -> tuple[BillingCustomer, bool] | None:
     polar_id = data.get("id")
     if not isinstance(polar_id, str) or not polar_id:
         return None
-    row, _ = _upsert(
+    return _upsert(
         ctx,
         BillingCustomer,
         polar_id,
@@ -151,7 +156,6 @@ def _customer(ctx: Context, data: dict[str, Any]) -> BillingCustomer | None:
         name=data.get("name"),
         deleted_at=parse_time(data.get("deleted_at")),
     )
-    return row
 
 
 def store_subscription(
@@ -213,16 +217,44 @@ def _forward(
     }
 
 
+def _stale(kind: str) -> Outcome:
+    return Outcome(EventStatus.PROCESSED, note=f"stale: a newer version of this {kind} is stored")
+
+
+def _changed(
+    ctx: Context,
+    event_type: str,
+    data: dict[str, Any],
+    customer: BillingCustomer | None,
+    *,
+    plan: str | None,
+    status: str | None,
+    note: str | None = None,
+) -> Outcome:
+    """The event changed the state: forwarded with the customer's external id (from the event, or
+    as stored when the event carries none)."""
+    if customer is None:
+        customer_id = data.get("customer_id")
+        if isinstance(customer_id, str):
+            customer = repository.find(ctx.session, BillingCustomer, ctx.integration.id, customer_id)
+    external_id = customer.external_id if customer is not None else None
+    return Outcome(
+        EventStatus.PROCESSED,
+        note,
+        forward=_forward(event_type, data, external_id=external_id, plan=plan, status=status),
+    )
+
+
 def _on_customer(ctx: Context, event_type: str, data: dict[str, Any], timestamp: datetime | None) -> Outcome:
     _id(data)
     if event_type == "customer.deleted" and not data.get("deleted_at") and timestamp is not None:
         data = {**data, "deleted_at": timestamp.isoformat()}
-    row = _customer(ctx, data)
-    assert row is not None
-    return Outcome(
-        EventStatus.PROCESSED,
-        forward=_forward(event_type, data, external_id=row.external_id, plan=None, status=None),
-    )
+    stored = _store_customer(ctx, data)
+    assert stored is not None
+    row, applied = stored
+    if not applied:
+        return _stale("customer")
+    return _changed(ctx, event_type, data, row, plan=None, status="deleted" if row.deleted_at else None)
 
 
 def _on_state(ctx: Context, event_type: str, data: dict[str, Any], timestamp: datetime | None) -> Outcome:
@@ -279,17 +311,11 @@ def _on_state(ctx: Context, event_type: str, data: dict[str, Any], timestamp: da
         and s.polar_id not in listed
         and (s.version is None or s.version < timestamp)
     ]
-    active = [
-        s for s in repository.active_subscriptions_of(ctx.session, ctx.integration.id, customer.polar_id)
-    ]
+    active = repository.active_subscriptions_of(ctx.session, ctx.integration.id, customer.polar_id)
     plan = next((s.plan_id for s in active if s.plan_id), None)
-    return Outcome(
-        EventStatus.PROCESSED,
-        forward=_forward(
-            event_type, data, external_id=customer.external_id, plan=plan, status="active" if active else None
-        ),
-        refetch=refetch,
-    )
+    outcome = _changed(ctx, event_type, data, customer, plan=plan, status="active" if active else None)
+    outcome.refetch = refetch
+    return outcome
 
 
 def _on_subscription(
@@ -298,19 +324,9 @@ def _on_subscription(
     customer = _customer(ctx, _dict(data.get("customer")))
     row, applied = store_subscription(ctx, data, customer_id_of(data))
     if not applied:
-        return Outcome(EventStatus.PROCESSED, note="stale: a newer version of this subscription is stored")
+        return _stale("subscription")
     note = None if row.plan_id else "the subscription's product is not one of the catalog's"
-    return Outcome(
-        EventStatus.PROCESSED,
-        note,
-        forward=_forward(
-            event_type,
-            data,
-            external_id=customer.external_id if customer else None,
-            plan=row.plan_id,
-            status=row.status,
-        ),
-    )
+    return _changed(ctx, event_type, data, customer, plan=row.plan_id, status=row.status, note=note)
 
 
 def _on_order(ctx: Context, event_type: str, data: dict[str, Any], timestamp: datetime | None) -> Outcome:
@@ -334,17 +350,8 @@ def _on_order(ctx: Context, event_type: str, data: dict[str, Any], timestamp: da
         refunded_amount=refunded if isinstance(refunded, int) else 0,
     )
     if not applied:
-        return Outcome(EventStatus.PROCESSED, note="stale: a newer version of this order is stored")
-    return Outcome(
-        EventStatus.PROCESSED,
-        forward=_forward(
-            event_type,
-            data,
-            external_id=customer.external_id if customer else None,
-            plan=row.plan_id,
-            status=row.status,
-        ),
-    )
+        return _stale("order")
+    return _changed(ctx, event_type, data, customer, plan=row.plan_id, status=row.status)
 
 
 def _on_grant(ctx: Context, event_type: str, data: dict[str, Any], timestamp: datetime | None) -> Outcome:
@@ -361,16 +368,9 @@ def _on_grant(ctx: Context, event_type: str, data: dict[str, Any], timestamp: da
         **_grant_values(data, granted),
     )
     if not applied:
-        return Outcome(EventStatus.PROCESSED, note="stale: a newer version of this grant is stored")
-    return Outcome(
-        EventStatus.PROCESSED,
-        forward=_forward(
-            event_type,
-            data,
-            external_id=customer.external_id if customer else None,
-            plan=None,
-            status="granted" if row.is_granted else "revoked",
-        ),
+        return _stale("grant")
+    return _changed(
+        ctx, event_type, data, customer, plan=None, status="granted" if row.is_granted else "revoked"
     )
 
 
