@@ -20,7 +20,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -225,25 +225,17 @@ def record(
     now = now or utcnow()
     external_ids = [e.external_id or new_external_id() for e in events]
     rows = [
-        {
-            "id": str(uuid.uuid4()),
-            "integration_id": integration.id,
-            "api_key_id": api_key_id,
-            "external_id": external_id,
-            "name": event.name,
-            "external_customer_id": event.external_customer_id,
-            "timestamp": event.timestamp or now,
-            "metadata": event.metadata,
-            "status": UsageStatus.PENDING.value,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
+        repository.NewRow(
+            id=str(uuid.uuid4()),
+            external_id=external_id,
+            name=event.name,
+            external_customer_id=event.external_customer_id,
+            timestamp=event.timestamp or now,
+            metadata=event.metadata,
+        )
         for event, external_id in zip(events, external_ids, strict=True)
     ]
-    # Most requests are new events; a retried one is mostly duplicates: skip those known already.
-    known = repository.stored_external_ids(session, integration.id, external_ids)
-    inserted = repository.insert_new(session, [r for r in rows if r["external_id"] not in known])
+    inserted = repository.insert_new(session, integration.id, api_key_id, now, rows)
     answers = [
         {"external_id": x, "status": "accepted" if x in inserted else "duplicate"} for x in external_ids
     ]
@@ -307,7 +299,6 @@ class Sent:
     deferred: int = 0
     calls: int = 0
     go_on: bool = True
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -385,7 +376,7 @@ def _retry_or_fail(session: Session, rows: Sequence[Row[Any]], error: str, now: 
 def _stop(session: Session, integration_id: str, rows: Sequence[Row[Any]], error: str, now: datetime) -> Sent:
     """The connection cannot ingest now: the batch counts an attempt, and the connection's other
     due events wait as long as its first retry does (they are not each tried meanwhile)."""
-    sent = Sent(go_on=False, notes=[error])
+    sent = Sent(go_on=False)
     _retry_or_fail(session, rows, error, now, sent)
     repository.defer_due(session, integration_id, now, now + retry_delay(1))
     log.warning("usage ingest for integration %s failed: %s", integration_id, error)
@@ -443,7 +434,8 @@ def send(
             at = now + timedelta(seconds=max(1.0, exc.retry_after))
             repository.defer(session, [r.id for r in rows], at)
             repository.defer_due(session, integration_id, now, at)
-            return Sent(deferred=len(rows), go_on=False, calls=api.writes if api else 0, notes=[str(exc)])
+            log.info("usage ingest for integration %s deferred: %s", integration_id, exc)
+            return Sent(deferred=len(rows), go_on=False, calls=api.writes if api else 0)
         except (ConnectPolarError, redis.exceptions.RedisError) as exc:
             error = str(exc) if isinstance(exc, ConnectPolarError) else f"Redis failed ({type(exc).__name__})"
             if isinstance(exc, ProvisioningError) and exc.needs_reconnect and not exc.retryable:
@@ -462,7 +454,7 @@ def send(
             sent.failed += repository.mark_failed(session, [row_id], why)
         rest = [r.id for r in rows if r.id not in refused]
         repository.defer(session, rest, now)  # the others are due again now, for the next batch
-        sent.notes.append(f"Polar refused {len(refused)} event(s)")
+        log.warning("Polar refused %d usage event(s) of integration %s", len(refused), integration_id)
         return sent
     sent.ingested = repository.mark_ingested(session, [r.id for r in rows], now)
     return sent

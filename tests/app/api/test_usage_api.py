@@ -282,6 +282,18 @@ def test_a_body_that_is_not_json_is_400_and_stores_nothing(
     assert call(client, "/usage", method="POST", json={"events": _events(1)}).status_code == 401
 
 
+def test_a_body_over_8_mb_is_413_and_stores_nothing(
+    client: FlaskClient, ready: Workspace, make_key: MakeKey, session: Session
+) -> None:
+    key = make_key(ready.id)
+    metadata = {f"k{i}": "x" * 500 for i in range(20)}
+    answer = _post(client, key, _events(1000, metadata=metadata))  # about 10 MB
+    assert answer.status_code == 413
+    assert answer.get_json()["error"]["code"] == "request_too_large"
+    assert _stored(session) == 0
+    assert _post(client, key, _events(1000, metadata={"k": "x" * 500})).status_code == 202
+
+
 def test_unknown_event_is_404(client: FlaskClient, ready: Workspace, make_key: MakeKey) -> None:
     answer = _get(client, make_key(ready.id), "never-sent")
     assert answer.status_code == 404

@@ -23,7 +23,7 @@ from provisioning.db import Database, utcnow
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.runs.jobs import provision
 from provisioning.runs.models import RunStatus
-from provisioning.usage import service, tasks
+from provisioning.usage import repository, service, tasks
 from provisioning.usage.models import UsageEvent, UsageStatus
 from provisioning.usage.service import MAX_ATTEMPTS, NewEvent
 from tests import factories
@@ -184,3 +184,33 @@ def test_two_jobs_at_once_never_claim_the_same_events(
     finally:
         first.close()
         second.close()
+
+
+def test_on_the_local_default_sqlite_events_are_stored_once_and_claimed(
+    sqlite_database: Database, settings: Settings
+) -> None:
+    with sqlite_database.transaction() as session:
+        owner = factories.make_owner(session, "Local")
+        integration = PolarIntegration(
+            workspace_id=owner.workspace_id,
+            environment=PolarEnvironment.SANDBOX,
+            status=IntegrationStatus.READY,
+            polar_org_id="org-1",
+        )
+        session.add(integration)
+        session.flush()
+        first = service.record(
+            session,
+            settings,
+            integration,
+            [NewEvent("api_call", "c", external_id="a", metadata={"n": 1}), NewEvent("api_call", "c")],
+        )
+        again = service.record(session, settings, integration, [NewEvent("api_call", "c", external_id="a")])
+        integration_id = integration.id
+    assert (first.accepted, first.duplicates, again.accepted, again.duplicates) == (2, 0, 0, 1)
+    with sqlite_database.transaction() as session:
+        claimed = service.claim(session, integration_id)
+        assert sorted(r.external_id for r in claimed) == sorted(e["external_id"] for e in first.events)
+        assert {r.external_id: r.event_metadata for r in claimed}["a"] == {"n": 1}
+        assert service.claim(session, integration_id) == []
+        assert repository.mark_ingested(session, [r.id for r in claimed], utcnow()) == 2
