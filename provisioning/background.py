@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from typing import Any
 
 import redis
@@ -25,10 +26,26 @@ JOB_TIMEOUT = 300
 # A nudge's mark lives this long: a job lost with its worker is nudged again after this at worst.
 NUDGE_TTL_MS = 30_000
 _PENDING = "connect_polar_pending_nudges"
+_clients: dict[str, redis.Redis] = {}
+_clients_lock = threading.Lock()
 
 
 def connect(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+
+
+def _client(redis_url: str) -> redis.Redis:
+    """This process's client for nudges to ``redis_url``, made once: a web process nudges after
+    every webhook delivery, and a client made per nudge opened a connection each time (redis-py
+    also reads its own package metadata for each new connection). Its pool is thread-safe, and
+    after a fork the child opens connections of its own."""
+    client = _clients.get(redis_url)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(redis_url)
+            if client is None:
+                client = _clients[redis_url] = connect(redis_url)
+    return client
 
 
 def get_queue(connection: redis.Redis, name: str = BILLING_QUEUE) -> Queue:
@@ -45,7 +62,7 @@ def nudge(redis_url: str, function: str, key: str, *args: Any, queue_name: str =
     if absent, says so); the job calls :func:`started` first, so work recorded after that is picked
     up by the next nudge. False when Redis is unreachable (the sweeper nudges later)."""
     try:
-        connection = connect(redis_url)
+        connection = _client(redis_url)
         if not connection.set(_mark(key), "1", nx=True, px=NUDGE_TTL_MS):
             return True
         get_queue(connection, queue_name).enqueue(
