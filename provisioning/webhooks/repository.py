@@ -3,39 +3,47 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from provisioning.integrations.models import PolarIntegration
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.webhooks.models import EventStatus, PolarWebhookEvent
 
 
-def integration_by_path_token(session: Session, path_token: str) -> PolarIntegration | None:
-    return session.scalar(select(PolarIntegration).where(PolarIntegration.webhook_path_token == path_token))
+class Endpoint(NamedTuple):
+    """What the receiver needs of the connection a webhook URL belongs to (no ORM object: one
+    short row per delivery)."""
+
+    integration_id: str
+    status: IntegrationStatus
+    webhook_secret: str | None
 
 
-def event_exists(session: Session, integration_id: str, webhook_id: str) -> bool:
-    return (
-        session.scalar(
-            select(PolarWebhookEvent.id).where(
-                PolarWebhookEvent.integration_id == integration_id, PolarWebhookEvent.webhook_id == webhook_id
-            )
+def endpoint_by_path_token(session: Session, path_token: str) -> Endpoint | None:
+    row = session.execute(
+        select(PolarIntegration.id, PolarIntegration.status, PolarIntegration.webhook_secret).where(
+            PolarIntegration.webhook_path_token == path_token
         )
-        is not None
+    ).first()
+    return Endpoint(row[0], row[1], row[2]) if row is not None else None
+
+
+def insert_event(session: Session, values: dict[str, Any]) -> bool:
+    """Record a delivery in one statement; False when its ``webhook-id`` is recorded already (a
+    retry of Polar's, or the same delivery in a concurrent request): ``ON CONFLICT DO NOTHING`` on
+    the connection's unique ``webhook-id``, on PostgreSQL and SQLite alike."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(PolarWebhookEvent)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["integration_id", "webhook_id"])
+        .returning(PolarWebhookEvent.id)
     )
-
-
-def add_event(session: Session, event: PolarWebhookEvent) -> bool:
-    """Record a delivery once; False if a concurrent request recorded the same ``webhook-id``."""
-    try:
-        with session.begin_nested():
-            session.add(event)
-    except IntegrityError:
-        return False
-    return True
+    return session.execute(statement).first() is not None
 
 
 class EventSummary(NamedTuple):

@@ -26,12 +26,14 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from provisioning import background
 from provisioning.config import Settings
+from provisioning.db import utcnow
 from provisioning.errors import ConnectPolarError
+from provisioning.ids import new_id
 from provisioning.integrations.models import IntegrationStatus
 from provisioning.integrations.service import SecretIntegrityError, decrypt_secret
 from provisioning.observability import metrics
 from provisioning.webhooks import repository
-from provisioning.webhooks.models import PolarWebhookEvent
+from provisioning.webhooks.models import EventStatus
 
 log = logging.getLogger(__name__)
 # The job that processes a connection's recorded events (``billing.tasks``), nudged after commit.
@@ -88,12 +90,12 @@ def receive(
 def _receive(
     session: Session, settings: Settings, *, path_token: str, body: bytes, headers: Mapping[str, str]
 ) -> Receipt:
-    integration = repository.integration_by_path_token(session, path_token)
-    if integration is None:
+    endpoint = repository.endpoint_by_path_token(session, path_token)
+    if endpoint is None:
         raise WebhookRejected(404, "no webhook endpoint here", "unknown_endpoint")
-    if integration.status == IntegrationStatus.NOT_CONNECTED:
+    if endpoint.status == IntegrationStatus.NOT_CONNECTED:
         raise WebhookRejected(410, "this workspace disconnected Polar", "disconnected")
-    if not integration.webhook_secret:
+    if not endpoint.webhook_secret:
         # Polar starts delivering as soon as it created the endpoint, before the run stored its
         # secret: answer with a failure Polar retries.
         raise WebhookRejected(503, "this webhook endpoint is being set up; retry later", "not_ready")
@@ -101,7 +103,7 @@ def _receive(
         raise WebhookRejected(413, "payload too large", "too_large")
     lowered = {k.lower(): v for k, v in headers.items()}
     try:
-        secret = decrypt_secret(settings, integration.id, "webhook_secret", integration.webhook_secret)
+        secret = _secret(settings, endpoint.integration_id, endpoint.webhook_secret)
     except SecretIntegrityError:
         # Moved here from another row (logged for staff): never verify with another's secret. Polar
         # retries; the next provisioning run stores Polar's own secret again.
@@ -114,23 +116,46 @@ def _receive(
     event_type = str(payload.get("type") or "unknown")[:64]
 
     webhook_id = stored_webhook_id(lowered["webhook-id"])
-    if repository.event_exists(session, integration.id, webhook_id):
-        return Receipt(event_type, webhook_id, duplicate=True)
-    event = PolarWebhookEvent(
-        integration_id=integration.id,
-        webhook_id=webhook_id,
-        event_type=event_type,
-        payload=payload,
-        raw_body=body,
-        signed_headers={name: lowered[name] for name in SIGNED_HEADERS if name in lowered},
+    recorded = repository.insert_event(
+        session,
+        {
+            "id": new_id(),
+            "integration_id": endpoint.integration_id,
+            "webhook_id": webhook_id,
+            "event_type": event_type,
+            "payload": payload,
+            "raw_body": body,
+            "signed_headers": {name: lowered[name] for name in SIGNED_HEADERS if name in lowered},
+            "status": EventStatus.PENDING,
+            "attempts": 0,
+            "received_at": utcnow(),
+        },
     )
-    if not repository.add_event(session, event):  # the same delivery, recorded by a concurrent request
+    if not recorded:  # Polar's retry of a delivery recorded before, or the same one concurrently
         return Receipt(event_type, webhook_id, duplicate=True)
+    integration_id = endpoint.integration_id
     background.nudge_after_commit(
-        session, settings.redis_url, PROCESS_EVENTS, processing_key(integration.id), integration.id
+        session, settings.redis_url, PROCESS_EVENTS, processing_key(integration_id), integration_id
     )
-    log.info("webhook %s (%s) received for integration %s", webhook_id, event_type, integration.id)
+    log.info("webhook %s (%s) received for integration %s", webhook_id, event_type, integration_id)
     return Receipt(event_type, webhook_id, duplicate=False)
+
+
+# Decrypted endpoint secrets by (connection, ciphertext): a delivery costs no decryption once its
+# secret was seen, and a new ciphertext (Polar's new secret, a key rotation) is simply another key.
+_SECRETS: dict[tuple[str, str], str] = {}
+_SECRETS_KEPT = 1024
+
+
+def _secret(settings: Settings, integration_id: str, ciphertext: str) -> str:
+    key = (integration_id, ciphertext)
+    secret = _SECRETS.get(key)
+    if secret is None:
+        secret = decrypt_secret(settings, integration_id, "webhook_secret", ciphertext)
+        if len(_SECRETS) >= _SECRETS_KEPT:
+            _SECRETS.pop(next(iter(_SECRETS)))
+        _SECRETS[key] = secret
+    return secret
 
 
 def _verified(body: bytes, headers: Mapping[str, str], secret: str) -> bool:
