@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -22,12 +22,21 @@ class Endpoint(NamedTuple):
     webhook_secret: str | None
 
 
+# The receiver's two statements, built once and run on the session's connection (Core, not the
+# ORM): they are all a delivery costs the database, and a delivery comes per event Polar raises.
+_ENDPOINT = select(PolarIntegration.id, PolarIntegration.status, PolarIntegration.webhook_secret).where(
+    PolarIntegration.webhook_path_token == bindparam("path_token")
+)
+_INSERTS = {
+    name: dialect.insert(PolarWebhookEvent.__table__)
+    .on_conflict_do_nothing(index_elements=["integration_id", "webhook_id"])
+    .returning(PolarWebhookEvent.__table__.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
 def endpoint_by_path_token(session: Session, path_token: str) -> Endpoint | None:
-    row = session.execute(
-        select(PolarIntegration.id, PolarIntegration.status, PolarIntegration.webhook_secret).where(
-            PolarIntegration.webhook_path_token == path_token
-        )
-    ).first()
+    row = session.connection().execute(_ENDPOINT, {"path_token": path_token}).first()
     return Endpoint(row[0], row[1], row[2]) if row is not None else None
 
 
@@ -35,15 +44,8 @@ def insert_event(session: Session, values: dict[str, Any]) -> bool:
     """Record a delivery in one statement; False when its ``webhook-id`` is recorded already (a
     retry of Polar's, or the same delivery in a concurrent request): ``ON CONFLICT DO NOTHING`` on
     the connection's unique ``webhook-id``, on PostgreSQL and SQLite alike."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(PolarWebhookEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["integration_id", "webhook_id"])
-        .returning(PolarWebhookEvent.id)
-    )
-    return session.execute(statement).first() is not None
+    connection = session.connection()
+    return connection.execute(_INSERTS[connection.dialect.name], values).first() is not None
 
 
 class EventSummary(NamedTuple):

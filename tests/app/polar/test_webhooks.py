@@ -232,3 +232,32 @@ def test_a_signature_header_with_only_malformed_entries_is_refused(client, sessi
 
     assert post(client, integration, body, headers).status_code == 403
     assert recorded(session) == 0
+
+
+def test_the_receiver_records_once_on_the_local_sqlite_default(sqlite_database, settings) -> None:
+    from app import create_app
+    from tests.factories import make_owner
+
+    with sqlite_database.transaction() as session:
+        owner = make_owner(session, "Local", email="local@example.test")
+    with sqlite_database.transaction() as session:
+        local = PolarIntegration(
+            workspace_id=owner.workspace_id, status=IntegrationStatus.READY, webhook_endpoint_id="ep"
+        )
+        session.add(local)
+        session.flush()
+        local.webhook_secret = encrypt_secret(settings, local, "webhook_secret", SECRET)
+        path = f"/polar/webhooks/{local.webhook_path_token}"
+    client = create_app(settings, database=sqlite_database).test_client()
+    body, headers = signed(event("order.created"))
+
+    first = client.post(path, data=body, headers=headers)
+    again = client.post(path, data=body, headers=headers)
+
+    assert first.get_json() == {"received": "order.created", "duplicate": False}
+    assert again.get_json()["duplicate"] is True
+    with sqlite_database.transaction() as session:
+        rows = session.scalars(select(PolarWebhookEvent)).all()
+        assert [(r.webhook_id, r.status, r.raw_body) for r in rows] == [
+            (headers["webhook-id"], "pending", body)
+        ]
