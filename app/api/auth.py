@@ -84,8 +84,8 @@ def api_key_required(view: Callable[P, Response]) -> Callable[P, Response]:
                 f"This key made more than its {per_minute} calls a minute: retry in {decision.retry_after} s.",
                 {"Retry-After": str(decision.retry_after)},
             )
-        api_keys.record_use(db, key)
-        db.commit()
+        if api_keys.record_use(db, key):
+            db.commit()  # else nothing to commit: the view goes on in the same transaction
         g.api_key = key
         return view(*args, **kwargs)
 

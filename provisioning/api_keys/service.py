@@ -183,12 +183,13 @@ def verify(session: Session, presented: str, now: datetime | None = None) -> Api
     return key if key.usable(now) else None
 
 
-def record_use(session: Session, key: ApiKey, now: datetime | None = None) -> None:
-    """Note that the key was used now, unless that was noted less than a minute ago."""
+def record_use(session: Session, key: ApiKey, now: datetime | None = None) -> bool:
+    """Note that the key was used now, unless that was noted less than a minute ago. True when
+    it wrote (the caller commits; most calls write nothing)."""
     now = now or utcnow()
     if key.last_used_at is not None and key.last_used_at > now - USE_RECORD_INTERVAL:
-        return
-    repository.record_use(session, key.id, now, now - USE_RECORD_INTERVAL)
+        return False
+    return repository.record_use(session, key.id, now, now - USE_RECORD_INTERVAL)
 
 
 def keys_of(session: Session, workspace_id: str) -> list[ApiKey]:
