@@ -180,7 +180,18 @@ DOCUMENT: dict[str, Any] = {
                         "required": True,
                         "description": "The tenant's own id of the customer (`external_customer_id`)",
                         "schema": {"type": "string"},
-                    }
+                    },
+                    {
+                        "name": "source",
+                        "in": "query",
+                        "required": False,
+                        "description": (
+                            "`auto` (default): the platform's own state once it knows the customer, "
+                            "else Polar's; `polar`: Polar's now (the platform's state trails Polar by "
+                            "the processing of its events: ask Polar right after a checkout)"
+                        ),
+                        "schema": {"type": "string", "enum": ["auto", "polar"], "default": "auto"},
+                    },
                 ],
                 "responses": {
                     "200": {

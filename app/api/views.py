@@ -24,6 +24,7 @@ from provisioning.tenant.service import NotReady
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 FORMATS = ("json", "dotenv")
+STATE_SOURCES = ("auto", "polar")
 
 
 def _connection(key: ApiKey) -> PolarIntegration | Response:
@@ -171,13 +172,18 @@ def create_customer_portal() -> Response:
 @bp.get("/customers/<external_id>/state")
 @api_key_required
 def customer_state(external_id: str) -> Response:
-    """The customer's subscriptions, benefits and meters, read from Polar now (the platform keeps
-    no customer state of its own yet)."""
+    """The customer's subscriptions, benefits and meters: from the platform's own state once it
+    knows the customer, else (or with ``?source=polar``) read from Polar now."""
+    source = request.args.get("source", "auto")
+    if source not in STATE_SOURCES:
+        return error_response(400, "bad_request", "source must be auto or polar.")
     connection = _connection(current_key())
     if isinstance(connection, Response):
         return connection
     try:
-        state = billing.customer_state(db_session(), settings(), connection, external_id)
+        state = billing.customer_state(
+            db_session(), settings(), connection, external_id, from_polar=source == "polar"
+        )
     except RUNTIME_ERRORS as exc:
         return _polar_error(exc)
     finally:

@@ -81,10 +81,13 @@ def create_app(config: Config | None = None, *, transport: httpx.BaseTransport |
     def load_catalog(api: ConnectPolar) -> Catalog:
         return catalog_of(api.plans())
 
-    def load_state(api: ConnectPolar, name: str, catalog: Catalog | None) -> State | None:
-        """The customer's state; None when Polar does not know them yet (nothing bought)."""
+    def load_state(
+        api: ConnectPolar, name: str, catalog: Catalog | None, *, from_polar: bool = False
+    ) -> State | None:
+        """The customer's state; None when Polar does not know them yet (nothing bought).
+        ``from_polar``: just back from a checkout, read it from Polar itself."""
         try:
-            return state_of(api.customer_state(name), catalog)
+            return state_of(api.customer_state(name, from_polar=from_polar), catalog)
         except ApiError as exc:
             if exc.code == "unknown_customer":
                 return None
@@ -229,7 +232,7 @@ def create_app(config: Config | None = None, *, transport: httpx.BaseTransport |
         try:
             with platform() as api:
                 catalog = load_catalog(api)
-                state = load_state(api, name, catalog)
+                state = load_state(api, name, catalog, from_polar="checkout_id" in request.args)
                 last_usage = load_last_usage(api)
         except ApiError as exc:
             problem = problem_of(exc)

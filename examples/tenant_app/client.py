@@ -61,9 +61,12 @@ class ConnectPolar:
         """``POST /customer-portal``: a link to the customer's portal at Polar (``url``)."""
         return self._object("POST", "/customer-portal", {"external_customer_id": external_customer_id})
 
-    def customer_state(self, external_id: str) -> dict[str, Any]:
-        """``GET /customers/{external_id}/state``: active subscriptions, granted benefits, meters."""
-        return self._object("GET", f"/customers/{quote(external_id, safe='')}/state")
+    def customer_state(self, external_id: str, *, from_polar: bool = False) -> dict[str, Any]:
+        """``GET /customers/{external_id}/state``: active subscriptions, granted benefits, meters.
+        ``from_polar``: as Polar has it this moment (``?source=polar``), e.g. right after a
+        checkout, before the platform has had Polar's events."""
+        query = "?source=polar" if from_polar else ""
+        return self._object("GET", f"/customers/{quote(external_id, safe='')}/state{query}")
 
     def record_usage(self, events: list[dict[str, Any]]) -> dict[str, Any]:
         """``POST /usage``: usage events, stored by the platform (202) and sent on to Polar in the

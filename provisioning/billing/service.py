@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -139,7 +139,7 @@ def _normalized(event: PolarWebhookEvent, forward: dict[str, Any]) -> dict[str, 
     return {
         "id": event.id,
         "type": forward["type"],
-        "timestamp": timestamp if isinstance(timestamp, str) else _iso(event.received_at),
+        "timestamp": timestamp if isinstance(timestamp, str) else iso(event.received_at),
         "customer_external_id": forward["customer_external_id"],
         "plan": forward["plan"],
         "status": forward["status"],
@@ -150,8 +150,9 @@ def _normalized(event: PolarWebhookEvent, forward: dict[str, Any]) -> dict[str, 
 # -- reading -------------------------------------------------------------------------------------
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+def iso(value: datetime | None) -> str | None:
+    """A time as the tenant API writes it: ISO 8601 in UTC with ``Z``."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def customer_state(
@@ -188,7 +189,7 @@ def _subscription(row: BillingSubscription) -> dict[str, Any]:
         "id": row.polar_id,
         "plan": row.plan_id,
         "status": row.status,
-        "current_period_end": _iso(row.current_period_end),
+        "current_period_end": iso(row.current_period_end),
         "cancel_at_period_end": row.cancel_at_period_end,
     }
 

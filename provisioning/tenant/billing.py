@@ -20,6 +20,7 @@ from polar.v2026_10.errors import ResourceNotFound
 from sqlalchemy.orm import Session
 
 from provisioning.billing import service as billing_state
+from provisioning.billing.processing import parse_time
 from provisioning.catalog import Catalog
 from provisioning.catalog.desired import BENEFIT_KEY
 from provisioning.catalog.model import RUNTIME_SCOPES
@@ -294,11 +295,18 @@ def _state_json(api: PolarApi, external_id: str) -> dict[str, Any]:
 
 
 def customer_state(
-    session: Session, settings: Settings, integration: PolarIntegration, external_id: str
+    session: Session,
+    settings: Settings,
+    integration: PolarIntegration,
+    external_id: str,
+    *,
+    from_polar: bool = False,
 ) -> dict[str, Any]:
     """The customer's active subscriptions with their plan, granted benefits and meters: from the
-    platform's own state when it knows the customer (no call to Polar), else as Polar has it now."""
-    local = billing_state.customer_state(session, integration, external_id)
+    platform's own state when it knows the customer (no call to Polar), else, or ``from_polar``, as
+    Polar has it now (the local state trails Polar by its events' processing: a tenant's app just
+    back from a checkout asks Polar)."""
+    local = None if from_polar else billing_state.customer_state(session, integration, external_id)
     if local is not None:
         return local
     _require(integration, STATE_SCOPES)
@@ -319,7 +327,7 @@ def customer_state(
                     "id": s["id"],
                     "plan": plans.get(s.get("product_id")),
                     "status": s["status"],
-                    "current_period_end": s.get("current_period_end"),
+                    "current_period_end": billing_state.iso(parse_time(s.get("current_period_end"))),
                     "cancel_at_period_end": bool(s.get("cancel_at_period_end")),
                 }
                 for s in state.get("active_subscriptions") or []

@@ -351,6 +351,15 @@ def test_customer_state_is_answered_from_local_state_without_calling_polar(
     assert [(s["plan"], s["status"]) for s in state["active_subscriptions"]] == [("pro-monthly", "active")]
     assert polar.control.get("/_emulator/requests").json() == []
 
+    # Asked for Polar's (a tenant's app just back from a checkout): read from Polar all the same.
+    fresh = call(client, f"/customers/{CUSTOMER}/state?source=polar", key, template=STATE)
+    assert fresh.status_code == 200 and fresh.get_json()["source"] == "polar"
+    assert fresh.get_json()["active_subscriptions"] == state["active_subscriptions"]
+    reads = [r["path"] for r in polar.control.get("/_emulator/requests").json()]
+    assert reads == [f"/v1/customers/external/{CUSTOMER}/state"]
+    bad = call(client, f"/customers/{CUSTOMER}/state?source=cache", key, template=STATE)
+    assert bad.status_code == 400 and "source must be" in bad.get_json()["error"]["message"]
+
 
 def test_each_event_that_changed_the_state_is_queued_once_for_the_tenants_app_normalized(
     polar: Polar, session: Session, settings: Settings
