@@ -6,6 +6,7 @@ Services flush; only web handlers and job entry points commit.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, Index, MetaData, create_engine, event
 from sqlalchemy import Enum as SAEnum
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -84,8 +86,37 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    if kwargs.get("pool_pre_ping") is not None:
+        return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection idle this long is checked before it is used again (a database restart, a
+# server or proxy closing idle connections); one used more recently is trusted. Pinging on every
+# checkout (SQLAlchemy's pool_pre_ping) cost a round trip per request: about 15% of a webhook
+# delivery's CPU. A restart within this window fails one request per process; SQLAlchemy then
+# invalidates the pool, and the next request connects again.
+PING_IF_IDLE_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at < PING_IF_IDLE_SECONDS:
+            return  # just connected, or used moments ago
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the pool throws this connection away and takes another
+            raise DisconnectionError(
+                f"a pooled connection idle {PING_IF_IDLE_SECONDS:.0f} s is gone"
+            ) from exc
 
 
 class Database:
