@@ -10,10 +10,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Engine, Index, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, Index, MetaData, Table, create_engine, event
 from sqlalchemy import Enum as SAEnum
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -70,6 +71,33 @@ def trigram_index(name: str, column: str) -> Index:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# insert_once's statements, by table, unique columns and dialect: built once, then only executed.
+_INSERT_ONCE: dict[tuple[str, tuple[str, ...], str], Any] = {}
+
+
+def insert_once(session: Session, model: type[Base], values: dict[str, Any], unique: tuple[str, ...]) -> bool:
+    """Insert a row of ``model``'s table unless one with the same ``unique`` columns exists, in one statement
+    (``INSERT … ON CONFLICT DO NOTHING RETURNING``, on PostgreSQL and SQLite alike) on the session's
+    connection; False when the row existed (inserted before, or by a concurrent transaction)."""
+    table = cast(Table, model.__table__)
+    connection = session.connection()
+    key = (table.name, unique, connection.dialect.name)
+    statement = _INSERT_ONCE.get(key)
+    if statement is None:
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        statement = _INSERT_ONCE[key] = (
+            dialect.insert(table)
+            .on_conflict_do_nothing(index_elements=list(unique))
+            .returning(*table.primary_key)
+        )
+    return connection.execute(statement, values).first() is not None
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """A time as the tenant API writes it: ISO 8601 in UTC, with ``Z``."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -36,7 +36,7 @@ from provisioning.billing.models import (
     BillingOrder,
     BillingSubscription,
 )
-from provisioning.catalog.desired import BENEFIT_KEY
+from provisioning.catalog.desired import catalog_benefit_id
 from provisioning.integrations.models import PolarIntegration
 from provisioning.webhooks.models import EventStatus
 
@@ -185,10 +185,9 @@ def _grant_values(data: dict[str, Any], granted: bool) -> dict[str, Any]:
     metadata = data.get("benefit_metadata")
     if metadata is None:
         metadata = _dict(data.get("benefit")).get("metadata")
-    key = _dict(metadata).get(BENEFIT_KEY)
     return {
         "benefit_id": _id(data, "benefit_id"),
-        "benefit_key": key if isinstance(key, str) else None,
+        "benefit_key": catalog_benefit_id(metadata),
         "is_granted": granted,
         "granted_at": parse_time(data.get("granted_at")),
         "revoked_at": parse_time(data.get("revoked_at")),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,7 +20,7 @@ from provisioning.billing.models import BillingSubscription
 from provisioning.billing.processing import Context, MalformedEvent, Outcome, apply
 from provisioning.catalog import Catalog
 from provisioning.config import Settings
-from provisioning.db import utcnow
+from provisioning.db import iso_utc, utcnow
 from provisioning.drift import service as drift
 from provisioning.forwarding import service as forwarding
 from provisioning.integrations import repository as integrations
@@ -43,10 +43,8 @@ MAX_NOTE = 500
 
 @dataclass
 class BatchResult:
-    processed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     refetch: list[str] = field(default_factory=list)  # subscription ids to re-read from Polar
-    forwarded: int = 0  # queued for the tenant's forwarding endpoint
 
 
 def context(
@@ -112,24 +110,23 @@ def process_batch(ctx: Context, settings: Settings, events: Sequence[PolarWebhoo
     changed the state is queued for the tenant's forwarding endpoint in the same transaction."""
     result = BatchResult()
     now = utcnow()
+    endpoint = forwarding.endpoint_of(ctx.session, ctx.integration.id)  # once for the batch
     for event in events:
         outcome = process_event(ctx, event, now)
         status = str(event.status)
         result.by_status[status] = result.by_status.get(status, 0) + 1
-        result.processed += 1
         if outcome is None:
             continue
         result.refetch.extend(outcome.refetch)
         if outcome.status == EventStatus.PROCESSED and outcome.forward is not None:
-            forwarding.record(
+            forwarding.queue_for(
                 ctx.session,
                 settings,
-                ctx.integration,
+                endpoint,
                 event.id,
                 event.event_type,
                 _normalized(event, outcome.forward),
             )
-            result.forwarded += 1
     return result
 
 
@@ -139,7 +136,7 @@ def _normalized(event: PolarWebhookEvent, forward: dict[str, Any]) -> dict[str, 
     return {
         "id": event.id,
         "type": forward["type"],
-        "timestamp": timestamp if isinstance(timestamp, str) else iso(event.received_at),
+        "timestamp": timestamp if isinstance(timestamp, str) else iso_utc(event.received_at),
         "customer_external_id": forward["customer_external_id"],
         "plan": forward["plan"],
         "status": forward["status"],
@@ -148,11 +145,6 @@ def _normalized(event: PolarWebhookEvent, forward: dict[str, Any]) -> dict[str, 
 
 
 # -- reading -------------------------------------------------------------------------------------
-
-
-def iso(value: datetime | None) -> str | None:
-    """A time as the tenant API writes it: ISO 8601 in UTC with ``Z``."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def customer_state(
@@ -172,15 +164,17 @@ def customer_state(
         "granted_benefits": [
             {"id": g.polar_id, "benefit_id": g.benefit_id, "benefit": g.benefit_key} for g in grants
         ],
-        "meters": [
-            {
-                "meter": m.get("meter_id"),
-                "balance": m.get("balance", 0),
-                "consumed_units": m.get("consumed_units", 0),
-                "credited_units": m.get("credited_units", 0),
-            }
-            for m in customer.meters or []
-        ],
+        "meters": [meter_view(m) for m in customer.meters or []],
+    }
+
+
+def meter_view(meter: dict[str, Any]) -> dict[str, Any]:
+    """One of Polar's ``CustomerStateMeter`` as the tenant API answers it (from either source)."""
+    return {
+        "meter": meter["meter_id"],
+        "balance": meter.get("balance", 0),
+        "consumed_units": meter.get("consumed_units", 0),
+        "credited_units": meter.get("credited_units", 0),
     }
 
 
@@ -189,7 +183,7 @@ def _subscription(row: BillingSubscription) -> dict[str, Any]:
         "id": row.polar_id,
         "plan": row.plan_id,
         "status": row.status,
-        "current_period_end": iso(row.current_period_end),
+        "current_period_end": iso_utc(row.current_period_end),
         "cancel_at_period_end": row.cancel_at_period_end,
     }
 

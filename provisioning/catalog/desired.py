@@ -24,6 +24,12 @@ def identity(kind_key: str, ident: str, workspace_id: str, revision: str) -> dic
     return {kind_key: ident, WORKSPACE_KEY: workspace_id, REVISION_KEY: revision}
 
 
+def catalog_benefit_id(metadata: object) -> str | None:
+    """The catalog's benefit id a Polar benefit's metadata carries (None: not one of ours)."""
+    value = metadata.get(BENEFIT_KEY) if isinstance(metadata, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def comparable_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (metadata or {}).items() if k not in INFORMATIVE_KEYS}
 

@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, exists, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from provisioning.db import insert_once
 from provisioning.forwarding.models import DeliveryStatus, EventForwardDelivery, EventForwardEndpoint
 
 
@@ -52,27 +52,10 @@ def drop_expired_previous_secrets(session: Session, now: datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def delivery_exists(session: Session, integration_id: str, webhook_event_id: str) -> bool:
-    return (
-        session.scalar(
-            select(EventForwardDelivery.id).where(
-                EventForwardDelivery.integration_id == integration_id,
-                EventForwardDelivery.webhook_event_id == webhook_event_id,
-            )
-        )
-        is not None
-    )
-
-
-def add_delivery(session: Session, row: EventForwardDelivery) -> bool:
+def add_delivery(session: Session, values: dict[str, Any]) -> bool:
     """Queue a delivery once; False if the same event is already queued for the connection (by
-    this transaction or a concurrent one: the unique constraint decides)."""
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        return False
-    return True
+    this transaction or a concurrent one: the unique (integration_id, webhook_event_id) decides)."""
+    return insert_once(session, EventForwardDelivery, values, ("integration_id", "webhook_event_id"))
 
 
 def delivery_in(session: Session, integration_id: str, delivery_id: str) -> EventForwardDelivery | None:

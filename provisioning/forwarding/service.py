@@ -298,23 +298,38 @@ def record(
     event: the table's unique (integration_id, webhook_event_id)), and nudge the delivery job after
     commit."""
     endpoint = repository.endpoint_for(session, integration.id)
+    queue_for(session, settings, endpoint, webhook_event_id, event_type, payload)
+
+
+def queue_for(
+    session: Session,
+    settings: Settings,
+    endpoint: EventForwardEndpoint | None,
+    webhook_event_id: str,
+    event_type: str,
+    payload: dict[str, Any],
+) -> None:
+    """:func:`record` with the connection's endpoint already looked up (once for a batch of
+    events, by the billing processing)."""
     if endpoint is None or not endpoint.enabled:
         return
-    if repository.delivery_exists(session, integration.id, webhook_event_id):
-        return
-    delivery = EventForwardDelivery(
-        id=new_id(),
-        integration_id=integration.id,
-        webhook_event_id=webhook_event_id,
-        event_type=event_type[:64],
-        payload=payload,
-        status=DeliveryStatus.PENDING,
-        attempts=0,
-        created_at=utcnow(),
+    queued = repository.add_delivery(
+        session,
+        {
+            "id": new_id(),
+            "integration_id": endpoint.integration_id,
+            "webhook_event_id": webhook_event_id,
+            "event_type": event_type[:64],
+            "payload": payload,
+            "status": DeliveryStatus.PENDING,
+            "attempts": 0,
+            "created_at": utcnow(),
+        },
     )
-    if repository.add_delivery(session, delivery):
+    if queued:
+        integration_id = endpoint.integration_id
         nudge_after_commit(
-            session, settings.redis_url, DELIVER_TASK, nudge_key(integration.id), integration.id
+            session, settings.redis_url, DELIVER_TASK, nudge_key(integration_id), integration_id
         )
 
 

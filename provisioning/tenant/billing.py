@@ -13,24 +13,24 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
-from polar.base import parse_response_json
-from polar.v2026_10.errors import ResourceNotFound
 from sqlalchemy.orm import Session
 
 from provisioning.billing import service as billing_state
 from provisioning.billing.processing import parse_time
 from provisioning.catalog import Catalog
-from provisioning.catalog.desired import BENEFIT_KEY
+from provisioning.catalog.desired import catalog_benefit_id
 from provisioning.catalog.model import RUNTIME_SCOPES
 from provisioning.config import Settings
+from provisioning.db import iso_utc
 from provisioning.errors import ConnectPolarError
 from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import PolarIntegration
 from provisioning.integrations.tokens import fresh_access_token, reauthorize
 from provisioning.polar.client import PolarApi
 from provisioning.polar.errors import ProvisioningError, TransientPolarError
+from provisioning.polar.raw import get_json
 from provisioning.tenant.service import provisioned_catalog
 
 CHECKOUT_SCOPES = ("checkouts:write",)
@@ -267,33 +267,6 @@ def create_portal_session(
     return {"url": created.customer_portal_url, "expires_at": created.expires_at}
 
 
-def _state_json(api: PolarApi, external_id: str) -> dict[str, Any]:
-    """``GET /v1/customers/external/{id}/state`` read as JSON: polar-sdk 1.0.2's ``CustomerState``
-    cannot load a state with an active subscription (its ``CustomerStateSubscription.status``
-    allows neither ``active`` nor ``trialing``)."""
-    customers = api.sdk.customers
-
-    def get_state_external(
-        external_id: str, *, request_access_token: str | None = None, request_timeout: Any = None
-    ) -> Any:
-        request = customers.client.build_request(
-            method="GET",
-            url="/v1/customers/external/{external_id}/state",
-            path_params={"external_id": quote(external_id, safe="")},
-            request_timeout=request_timeout,
-            request_access_token=request_access_token,
-        )
-        response = customers.client.send_request(request)
-        return parse_response_json(response, None, {404: ResourceNotFound})
-
-    state = api.read(
-        get_state_external, external_id, action="read a customer's state", scope="customers:read"
-    )
-    if not isinstance(state, dict):
-        raise PolarUnavailable("Polar answered a customer's state with something other than an object")
-    return state
-
-
 def customer_state(
     session: Session,
     settings: Settings,
@@ -312,11 +285,22 @@ def customer_state(
     _require(integration, STATE_SCOPES)
     api = _api(session, settings, integration)
     try:
-        state = _state_json(api, external_id)
+        # As JSON: polar-sdk 1.0.2's CustomerState cannot load an active subscription's status.
+        state = get_json(
+            api,
+            "/v1/customers/external/{external_id}/state",
+            external_id=external_id,
+            action="read a customer's state",
+            scope="customers:read",
+        )
     except ProvisioningError as exc:
         if exc.status == 404:
             raise UnknownCustomer(f"Polar has no customer {external_id!r}.") from None
         raise _polar_failed(exc, STATE_SCOPES) from None
+    except ValueError:
+        raise PolarUnavailable(
+            "Polar answered a customer's state with something other than an object"
+        ) from None
     plans = {m.polar_product_id: m.plan_id for m in integrations.mappings(session, integration.id)}
     try:
         return {
@@ -327,7 +311,7 @@ def customer_state(
                     "id": s["id"],
                     "plan": plans.get(s.get("product_id")),
                     "status": s["status"],
-                    "current_period_end": billing_state.iso(parse_time(s.get("current_period_end"))),
+                    "current_period_end": iso_utc(parse_time(s.get("current_period_end"))),
                     "cancel_at_period_end": bool(s.get("cancel_at_period_end")),
                 }
                 for s in state.get("active_subscriptions") or []
@@ -336,26 +320,11 @@ def customer_state(
                 {
                     "id": g["id"],
                     "benefit_id": g["benefit_id"],
-                    "benefit": _catalog_benefit(g.get("benefit_metadata")),
+                    "benefit": catalog_benefit_id(g.get("benefit_metadata")),
                 }
                 for g in state.get("granted_benefits") or []
             ],
-            "meters": [
-                {
-                    "meter": m["meter_id"],
-                    "balance": m.get("balance", 0),
-                    "consumed_units": m.get("consumed_units", 0),
-                    "credited_units": m.get("credited_units", 0),
-                }
-                for m in state.get("active_meters") or []
-            ],
+            "meters": [billing_state.meter_view(m) for m in state.get("active_meters") or []],
         }
     except (KeyError, TypeError, AttributeError):
         raise PolarUnavailable("Polar answered a customer's state in a shape we cannot read") from None
-
-
-def _catalog_benefit(metadata: object) -> str | None:
-    if isinstance(metadata, dict):
-        value = metadata.get(BENEFIT_KEY)
-        return value if isinstance(value, str) else None
-    return None

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from provisioning import background
 from provisioning.config import PolarEnvironment, Settings
-from provisioning.db import utcnow
+from provisioning.db import iso_utc, utcnow
 from provisioning.errors import ConnectPolarError
 from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
@@ -259,23 +259,19 @@ def find(
     return repository.find(session, integration.id, external_id)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def describe(event: UsageEvent) -> dict[str, Any]:
     """What ``GET /usage/{external_id}`` answers: the event and whether it reached Polar."""
     return {
         "external_id": event.external_id,
         "name": event.name,
         "external_customer_id": event.external_customer_id,
-        "timestamp": _iso(event.timestamp),
+        "timestamp": iso_utc(event.timestamp),
         "metadata": event.event_metadata or {},
         "status": event.status.value,
-        "created_at": _iso(event.created_at),
-        "ingested_at": _iso(event.ingested_at),
+        "created_at": iso_utc(event.created_at),
+        "ingested_at": iso_utc(event.ingested_at),
         "attempts": event.attempts,
-        "next_attempt_at": _iso(event.next_attempt_at) if event.status == UsageStatus.PENDING else None,
+        "next_attempt_at": iso_utc(event.next_attempt_at) if event.status == UsageStatus.PENDING else None,
         "last_error": event.last_error,
     }
 

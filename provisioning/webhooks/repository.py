@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from provisioning.db import insert_once
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.webhooks.models import EventStatus, PolarWebhookEvent
 
@@ -22,17 +22,11 @@ class Endpoint(NamedTuple):
     webhook_secret: str | None
 
 
-# The receiver's two statements, built once and run on the session's connection (Core, not the
-# ORM): they are all a delivery costs the database, and a delivery comes per event Polar raises.
+# The receiver's lookup, built once and run on the session's connection (Core, not the ORM): with
+# the insert, all a delivery costs the database, and a delivery comes per event Polar raises.
 _ENDPOINT = select(PolarIntegration.id, PolarIntegration.status, PolarIntegration.webhook_secret).where(
     PolarIntegration.webhook_path_token == bindparam("path_token")
 )
-_INSERTS = {
-    name: dialect.insert(PolarWebhookEvent.__table__)
-    .on_conflict_do_nothing(index_elements=["integration_id", "webhook_id"])
-    .returning(PolarWebhookEvent.__table__.c.id)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
 
 
 def endpoint_by_path_token(session: Session, path_token: str) -> Endpoint | None:
@@ -44,8 +38,7 @@ def insert_event(session: Session, values: dict[str, Any]) -> bool:
     """Record a delivery in one statement; False when its ``webhook-id`` is recorded already (a
     retry of Polar's, or the same delivery in a concurrent request): ``ON CONFLICT DO NOTHING`` on
     the connection's unique ``webhook-id``, on PostgreSQL and SQLite alike."""
-    connection = session.connection()
-    return connection.execute(_INSERTS[connection.dialect.name], values).first() is not None
+    return insert_once(session, PolarWebhookEvent, values, ("integration_id", "webhook_id"))
 
 
 class EventSummary(NamedTuple):
