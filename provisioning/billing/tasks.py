@@ -15,8 +15,7 @@ from provisioning.billing.processing import customer_id_of, store_subscription
 from provisioning.catalog import load_catalog
 from provisioning.config import Settings
 from provisioning.db import Database, get_database, utcnow
-from provisioning.integrations.tokens import fresh_access_token, reauthorize
-from provisioning.polar.client import PolarApi
+from provisioning.integrations.tokens import polar_api
 from provisioning.polar.errors import ProvisioningError
 from provisioning.polar.raw import get_json
 from provisioning.ratelimit import lanes
@@ -77,15 +76,10 @@ def refetch_subscription(integration_id: str, subscription_id: str, settings: Se
         integration = repository.integration(session, integration_id)
         if integration is None or not integration.access_token:
             return "no connection"
-        workspace_id = integration.workspace_id
-        token = fresh_access_token(session, settings, integration)
-        environment = integration.environment
-    with lanes.lane(lanes.background(workspace_id)):
-        api = PolarApi(
-            settings.polar(environment).api_url,
-            token,
-            reauthorize=lambda rejected: reauthorize(settings, integration_id, rejected),
-        )
+        caller = lanes.background(integration.workspace_id)
+        with lanes.lane(caller):  # the client takes its lane when it is built
+            api = polar_api(session, settings, integration)
+    with lanes.lane(caller):
         try:
             data = get_json(
                 api,

@@ -27,6 +27,7 @@ from provisioning.db import get_database, utcnow
 from provisioning.integrations import repository
 from provisioning.integrations.models import PolarIntegration
 from provisioning.integrations.service import access_token, decrypt_secret, secret_slot, vault_for
+from provisioning.polar.client import PolarApi
 from provisioning.polar.errors import (
     PolarOAuthError,
     ProvisioningError,
@@ -319,3 +320,18 @@ def current_refresh_token(session: Session, settings: Settings, integration_id: 
     token moved here from another row raises SecretIntegrityError."""
     ciphertext = repository.refresh_token_ciphertext(session, integration_id)
     return decrypt_secret(settings, integration_id, "refresh_token", ciphertext) if ciphertext else None
+
+
+def polar_api(
+    session: Session, settings: Settings, integration: PolarIntegration, **options: Any
+) -> PolarApi:
+    """A Polar client for the connection: its access token (refreshed first if it expires soon),
+    and after a 401 the token :func:`reauthorize` gives. ``options``: :class:`PolarApi`'s."""
+    token = fresh_access_token(session, settings, integration)
+    integration_id = integration.id
+    return PolarApi(
+        settings.polar(integration.environment).api_url,
+        token,
+        reauthorize=lambda rejected: reauthorize(settings, integration_id, rejected),
+        **options,
+    )

@@ -27,7 +27,7 @@ from provisioning.db import iso_utc
 from provisioning.errors import ConnectPolarError
 from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import PolarIntegration
-from provisioning.integrations.tokens import fresh_access_token, reauthorize
+from provisioning.integrations.tokens import polar_api
 from provisioning.polar.client import PolarApi
 from provisioning.polar.errors import ProvisioningError, TransientPolarError
 from provisioning.polar.raw import get_json
@@ -93,15 +93,7 @@ def _require(integration: PolarIntegration, needed: tuple[str, ...]) -> None:
 
 
 def _api(session: Session, settings: Settings, integration: PolarIntegration) -> PolarApi:
-    token = fresh_access_token(session, settings, integration)
-    integration_id = integration.id
-    return PolarApi(
-        settings.polar(integration.environment).api_url,
-        token,
-        max_attempts=2,
-        max_retry_after=2.0,
-        reauthorize=lambda rejected: reauthorize(settings, integration_id, rejected),
-    )
+    return polar_api(session, settings, integration, max_attempts=2, max_retry_after=2.0)
 
 
 # -- validation ----------------------------------------------------------------------------------

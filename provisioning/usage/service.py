@@ -35,7 +35,7 @@ from provisioning.db import iso_utc, utcnow
 from provisioning.errors import ConnectPolarError
 from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
-from provisioning.integrations.tokens import fresh_access_token, reauthorize
+from provisioning.integrations.tokens import polar_api
 from provisioning.polar.client import PolarApi
 from provisioning.polar.errors import PolarBusy, ProvisioningError
 from provisioning.ratelimit import lanes
@@ -416,12 +416,7 @@ def send(
     api: PolarApi | None = None
     with lanes.lane(lanes.background(integration.workspace_id)):
         try:
-            token = fresh_access_token(session, settings, integration)
-            api = PolarApi(
-                settings.polar(integration.environment).api_url,
-                token,
-                reauthorize=lambda rejected: reauthorize(settings, integration_id, rejected),
-            )
+            api = polar_api(session, settings, integration)
             answer = api.write(
                 _ingest_call(api), action="ingest usage events", scope="events:write", events=events
             )
