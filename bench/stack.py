@@ -199,32 +199,8 @@ class Stack:
         self.redis_url, redis_proc = start_redis(self.workdir)
         if redis_proc is not None:
             self.procs.append(redis_proc)
-        polar_port = free_port()
-        self.polar_url = f"http://127.0.0.1:{polar_port}"
         callback = f"{self.web_url}/polar/callback"
-        self.procs.append(
-            start(
-                "polar",
-                [
-                    sys.executable,
-                    "-m",
-                    "polar_emulator",
-                    "--port",
-                    str(polar_port),
-                    "--redirect-uri",
-                    callback,
-                ],
-                dict(os.environ),
-                self.workdir,
-            )
-        )
-        wait_until(
-            lambda: (
-                httpx.get(f"{self.polar_url}/.well-known/openid-configuration", timeout=1).status_code == 200
-            ),
-            "the local Polar",
-            procs=self.procs,
-        )
+        self.polar_url = self.start_polar(callback)
         metrics = self.workdir / "metrics"
         metrics.mkdir()
         self.env = {
@@ -245,7 +221,8 @@ class Stack:
             "POLAR_TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
             "PROMETHEUS_MULTIPROC_DIR": str(metrics),
             # Polar's per-client budget (100 calls a minute in the sandbox) would defer the runs of a
-            # bench that connects a workspace every few seconds; the local Polar has no limit here.
+            # bench that connects a workspace every few seconds, or pace its calls; the local Polar
+            # has no limit here.
             "POLAR_RATE_LIMIT_PER_MINUTE": "100000",
         }
         for name in [k for k in self.env if k.startswith(("POLAR_PRODUCTION_", "POLAR_SANDBOX_"))]:
@@ -264,6 +241,33 @@ class Stack:
             procs=self.procs,
         )
         self.wait_for_worker()
+
+    def start_polar(self, callback: str) -> str:
+        """Start the local Polar (``python -m polar_emulator``) redirecting to ``callback``; its URL."""
+        polar_port = free_port()
+        polar_url = f"http://127.0.0.1:{polar_port}"
+        self.procs.append(
+            start(
+                "polar",
+                [
+                    sys.executable,
+                    "-m",
+                    "polar_emulator",
+                    "--port",
+                    str(polar_port),
+                    "--redirect-uri",
+                    callback,
+                ],
+                dict(os.environ),
+                self.workdir,
+            )
+        )
+        wait_until(
+            lambda: httpx.get(f"{polar_url}/.well-known/openid-configuration", timeout=1).status_code == 200,
+            "the local Polar",
+            procs=self.procs,
+        )
+        return polar_url
 
     def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
         """Start ``args`` in the platform's environment (``env`` added to it), stopped with the rest."""

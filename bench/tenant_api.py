@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing
-import os
 import shutil
 import statistics
 import subprocess
@@ -49,9 +48,8 @@ from typing import Any
 import httpx
 import redis
 import sqlalchemy as sa
-from cryptography.fernet import Fernet
 from polar_emulator import EmulatorServer
-from polar_emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, EmulatorConfig
+from polar_emulator.config import EmulatorConfig
 from polar_emulator.domain.store import collection
 from rq import Queue
 from sqlalchemy.orm import Session
@@ -59,7 +57,7 @@ from sqlalchemy.orm import Session
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.stack import BIN, READY_TIMEOUT, Stack, connect_workspace, start_redis, wait_until  # noqa: E402
+from bench.stack import READY_TIMEOUT, Stack, connect_workspace  # noqa: E402
 from provisioning.config import Settings  # noqa: E402
 from provisioning.integrations.models import PolarIntegration  # noqa: E402
 from provisioning.integrations.service import access_token  # noqa: E402
@@ -114,57 +112,9 @@ class LocalPolarStack(Stack):
         super().__init__(workdir, worker_args)
         self.local_polar: LocalPolar | None = None
 
-    def start(self) -> None:
-        with self.admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{self.db_name}"'))
-        self.engine = sa.create_engine(self.db_url, pool_size=2)
-        self.redis_url, redis_proc = start_redis(self.workdir)
-        if redis_proc is not None:
-            self.procs.append(redis_proc)
-        callback = f"{self.web_url}/polar/callback"
+    def start_polar(self, callback: str) -> str:
         self.local_polar = LocalPolar(callback)
-        self.polar_url = self.local_polar.url
-        metrics = self.workdir / "metrics"
-        metrics.mkdir()
-        self.env = {
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("POLAR_PRODUCTION_", "POLAR_SANDBOX_"))
-            },
-            "APP_ENV": "development",
-            "LOG_FORMAT": "json",
-            "SECRET_KEY": "bench-secret-key-" + uuid.uuid4().hex,
-            "DATABASE_URL": self.db_url,
-            "REDIS_URL": self.redis_url,
-            "PUBLIC_BASE_URL": self.web_url,
-            "PORT": str(self.web_port),
-            "POLAR_SERVER": "sandbox",
-            "POLAR_API_URL": self.polar_url,
-            "POLAR_WEB_URL": self.polar_url,
-            "POLAR_OAUTH_CLIENT_ID": DEMO_CLIENT_ID,
-            "POLAR_OAUTH_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-            "POLAR_OAUTH_REDIRECT_URI": callback,
-            "POLAR_TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics),
-            # Polar's per-client budget (100 calls a minute in the sandbox) would pace the bench's
-            # calls; the local Polar enforces none here.
-            "POLAR_RATE_LIMIT_PER_MINUTE": "100000",
-        }
-        release = subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
-            cwd=ROOT, env=self.env, capture_output=True, text=True,
-        )  # fmt: skip
-        if release.returncode != 0:
-            raise RuntimeError(f"release (db upgrade) failed:\n{release.stdout}\n{release.stderr}")
-        self.spawn("web", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"])
-        self.start_worker()
-        wait_until(
-            lambda: httpx.get(f"{self.web_url}/healthz", timeout=1).status_code == 200,
-            "the web",
-            procs=self.procs,
-        )
-        self.wait_for_worker()
+        return self.local_polar.url
 
     def stop(self) -> None:
         try:

@@ -30,7 +30,6 @@ from sqlalchemy.orm import Session
 
 from provisioning.billing import repository
 from provisioning.billing.models import (
-    ACTIVE_SUBSCRIPTION_STATUSES,
     BillingCustomer,
     BillingGrant,
     BillingOrder,
@@ -303,14 +302,12 @@ def _on_state(ctx: Context, event_type: str, data: dict[str, Any], timestamp: da
             grant.is_granted = False
             grant.revoked_at = grant.revoked_at or timestamp
             grant.version = timestamp
+    active = repository.active_subscriptions_of(ctx.session, ctx.integration.id, customer.polar_id)
     refetch = [
         s.polar_id
-        for s in repository.subscriptions_of(ctx.session, ctx.integration.id, customer.polar_id)
-        if s.status in ACTIVE_SUBSCRIPTION_STATUSES
-        and s.polar_id not in listed
-        and (s.version is None or s.version < timestamp)
+        for s in active
+        if s.polar_id not in listed and (s.version is None or s.version < timestamp)
     ]
-    active = repository.active_subscriptions_of(ctx.session, ctx.integration.id, customer.polar_id)
     plan = next((s.plan_id for s in active if s.plan_id), None)
     outcome = _changed(ctx, event_type, data, customer, plan=plan, status="active" if active else None)
     outcome.refetch = refetch
