@@ -17,10 +17,12 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
+from sqlalchemy.orm import Session
 
 import app.accounts.models  # noqa: F401  (tables that provisioning's foreign keys refer to)
 import provisioning.models  # noqa: F401
@@ -47,42 +49,73 @@ DEFAULT_PROCESSES = 2
 QUEUES = (BILLING_QUEUE, queue.QUEUE_NAME)
 
 
+def _periodically(
+    settings: Settings, name: str, period: timedelta, task: Callable[[], object], what: str
+) -> None:
+    """Run ``task`` if no worker ran ``name`` within ``period``; a failure is logged as ``what``
+    failing, never raised (the sweeper must never take the worker down)."""
+    if not periodic.once_per(settings.redis_url, name, period):
+        return
+    try:
+        task()
+    except Exception:
+        log.exception("%s failed", what)
+
+
+def _in_transaction(database: Database, work: Callable[[Session], object]) -> Callable[[], None]:
+    def run() -> None:
+        with database.transaction() as session:
+            work(session)
+
+    return run
+
+
 def sweep(database: Database, settings: Settings) -> None:
     """Every worker sweeps every SWEEP_EVERY_SECONDS; each task below runs once per its period
     across all workers (``periodic.once_per``), so three workers never check a connection thrice."""
     every = timedelta(seconds=settings.sweep_every_seconds)
-    if periodic.once_per(settings.redis_url, "purge-attempts", PURGE_EVERY):
-        try:
-            with database.transaction() as session:
-                purge_expired_attempts(session)
-        except Exception:  # the sweeper must never take the worker down
-            log.exception("purging expired connect attempts failed")
-    if periodic.once_per(settings.redis_url, "switch-cleanups", every):
-        try:
-            with database.transaction() as session:
-                switch.retry_cleanups(session, settings)
-        except Exception:  # the sweeper must never take the worker down
-            log.exception("retrying webhook endpoint deletions in previous organizations failed")
-    if periodic.once_per(settings.redis_url, "health-checks", every):
-        try:
-            monitor.check_due(database, settings, load_catalog(settings.plans_file))
-        except Exception:  # the sweeper must never take the worker down
-            log.exception("connection health checks failed")
-    if periodic.once_per(settings.redis_url, "event-forwarding", every):
-        try:
-            forwarding.nudge_due(database, settings)
-        except Exception:  # the sweeper must never take the worker down
-            log.exception("nudging due event forwarding deliveries failed")
-    if periodic.once_per(settings.redis_url, "billing-events", timedelta(seconds=1)):
-        try:
-            billing_tasks.sweep(database, settings)
-        except Exception:  # the sweeper must never take the worker down
-            log.exception("nudging connections with waiting webhook events failed")
-    if periodic.once_per(settings.redis_url, "usage-ingest", every):
-        try:
-            usage_tasks.sweep(database, settings)
-        except Exception:  # the sweeper must never take the worker down
-            log.exception("nudging connections with due usage events failed")
+    _periodically(
+        settings,
+        "purge-attempts",
+        PURGE_EVERY,
+        _in_transaction(database, purge_expired_attempts),
+        "purging expired connect attempts",
+    )
+    _periodically(
+        settings,
+        "switch-cleanups",
+        every,
+        _in_transaction(database, lambda session: switch.retry_cleanups(session, settings)),
+        "retrying webhook endpoint deletions in previous organizations",
+    )
+    _periodically(
+        settings,
+        "health-checks",
+        every,
+        lambda: monitor.check_due(database, settings, load_catalog(settings.plans_file)),
+        "connection health checks",
+    )
+    _periodically(
+        settings,
+        "event-forwarding",
+        every,
+        lambda: forwarding.nudge_due(database, settings),
+        "nudging due event forwarding deliveries",
+    )
+    _periodically(
+        settings,
+        "billing-events",
+        timedelta(seconds=1),
+        lambda: billing_tasks.sweep(database, settings),
+        "nudging connections with waiting webhook events",
+    )
+    _periodically(
+        settings,
+        "usage-ingest",
+        every,
+        lambda: usage_tasks.sweep(database, settings),
+        "nudging connections with due usage events",
+    )
     try:
         periodic.enqueue_due_retries(settings.redis_url)
     except Exception:  # the sweeper must never take the worker down
