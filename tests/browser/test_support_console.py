@@ -10,7 +10,7 @@ import httpx
 from playwright.sync_api import Page, expect
 from polar_emulator.config import DEMO_USER_EMAIL
 
-from tests.browser.live import LivePlatform
+from tests.browser.live import LivePlatform, shot
 
 PROVISIONING_TIMEOUT_MS = 60_000
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "pages"
@@ -58,6 +58,8 @@ def test_staff_fix_a_failed_setup_from_the_console(page: Page, new_page, live_pl
         "Ready", timeout=PROVISIONING_TIMEOUT_MS
     )
     expect(page.locator("details.run").first.locator("li.step-succeeded")).to_have_count(7)
+    expect(page.locator("#billing-sandbox")).to_contain_text("0 customers, 0 active subscriptions.")
+    shot(page, "console-workspace")
 
     page.get_by_role("link", name="Audit trail").first.click()
     page.get_by_label("Action").select_option("staff.reprovision")
