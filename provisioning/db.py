@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import DateTime, Engine, Index, MetaData, Table, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, Index, MetaData, Table, create_engine, event
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
@@ -77,12 +77,15 @@ def utcnow() -> datetime:
 _INSERT_ONCE: dict[tuple[str, tuple[str, ...], str], Any] = {}
 
 
-def insert_once(session: Session, model: type[Base], values: dict[str, Any], unique: tuple[str, ...]) -> bool:
+def insert_once(
+    db: Session | Connection, model: type[Base], values: dict[str, Any], unique: tuple[str, ...]
+) -> bool:
     """Insert a row of ``model``'s table unless one with the same ``unique`` columns exists, in one statement
     (``INSERT … ON CONFLICT DO NOTHING RETURNING``, on PostgreSQL and SQLite alike) on the session's
-    connection; False when the row existed (inserted before, or by a concurrent transaction)."""
+    connection (or on ``db`` itself, a connection); False when the row existed (inserted before, or by
+    a concurrent transaction)."""
     table = cast(Table, model.__table__)
-    connection = session.connection()
+    connection = db.connection() if isinstance(db, Session) else db
     key = (table.name, unique, connection.dialect.name)
     statement = _INSERT_ONCE.get(key)
     if statement is None:
@@ -162,6 +165,19 @@ class Database:
 
     def session(self) -> Session:
         return self.sessionmaker()
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection on which each statement commits as it runs: for work done in single statements
+        (the webhook receiver's), which then costs one round trip each, without ``BEGIN`` and
+        ``COMMIT``. A test Database bound to a connection runs them in a savepoint of its transaction."""
+        if self.engine is None:
+            bind: Connection = self.sessionmaker.kw["bind"]
+            with bind.begin_nested():
+                yield bind
+            return
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            yield connection
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
