@@ -49,8 +49,8 @@ means the client, short of CPU, sent in bursts), ``web_cpu_ms=`` and ``worker_cp
 delivery).
 
 **ingest** (``ingest_ratio=`` ours / bare, goal ≥ 0.5; ``ours_rps=``, ``bare_rps=``). Deliveries per
-second through gunicorn to the platform's receiver (verify, record in PostgreSQL, commit, nudge the
-job in Redis, answer 202), against ``bench/bare_receiver.py`` (a Flask app that only verifies the
+second through gunicorn to the platform's receiver (verify, record in PostgreSQL in one statement
+that commits by itself, nudge the job in Redis, answer 202), against ``bench/bare_receiver.py`` (a Flask app that only verifies the
 signature and answers 204) under the same gunicorn configuration (``gunicorn.conf.py``, its default
 workers and threads, its JSON access log). The worker is stopped first: it is not part of the
 receiver and would compete with it for the machine's cores (the nudges still go to Redis; the

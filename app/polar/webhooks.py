@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 from app.database import db_session, settings
 from app.extensions import csrf
 from provisioning.connect.switch import retired_webhook_path
+from provisioning.db import get_database
 from provisioning.observability import metrics
 from provisioning.webhooks.service import MAX_BODY_BYTES, WebhookRejected, receive
 
@@ -32,18 +33,17 @@ def deliver(path_token: str) -> tuple[Response, int]:
         metrics.WEBHOOKS_RECEIVED.inc()
         metrics.WEBHOOKS_REJECTED.labels("too_large").inc()
         return jsonify(error="payload too large"), 413
-    db = db_session()
     try:
-        receipt = receive(db, settings(), path_token=path_token, body=body, headers=dict(request.headers))
+        receipt = receive(
+            get_database(), settings(), path_token=path_token, body=body, headers=dict(request.headers)
+        )
     except WebhookRejected as exc:
-        db.rollback()
-        if exc.status == 404 and retired_webhook_path(db, path_token):
+        if exc.status == 404 and retired_webhook_path(db_session(), path_token):
             # Our endpoint in an organization the connection switched away from (its deletion
             # pending, or deliveries already under way): acknowledged, so Polar stops retrying,
             # and ignored.
             return jsonify(ignored="previous organization"), 202
         return jsonify(error=str(exc)), exc.status
-    db.commit()
     return jsonify(received=receipt.event_type, duplicate=receipt.duplicate), 202
 
 

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import bindparam, func, or_, select
+import sqlalchemy as sa
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Insert,
+    Table,
+    Text,
+    bindparam,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from provisioning.db import insert_once
@@ -22,23 +34,85 @@ class Endpoint(NamedTuple):
     webhook_secret: str | None
 
 
-# The receiver's lookup, built once and run on the session's connection (Core, not the ORM): with
-# the insert, all a delivery costs the database, and a delivery comes per event Polar raises.
+# The receiver's statements, built once and run on a connection (Core, not the ORM): a delivery
+# comes per event Polar raises, and these are all it costs the database.
 _ENDPOINT = select(PolarIntegration.id, PolarIntegration.status, PolarIntegration.webhook_secret).where(
     PolarIntegration.webhook_path_token == bindparam("path_token")
 )
+_EVENT_UNIQUE = ("integration_id", "webhook_id")
 
 
-def endpoint_by_path_token(session: Session, path_token: str) -> Endpoint | None:
-    row = session.connection().execute(_ENDPOINT, {"path_token": path_token}).first()
+def endpoint_by_path_token(connection: Connection, path_token: str) -> Endpoint | None:
+    row = connection.execute(_ENDPOINT, {"path_token": path_token}).first()
     return Endpoint(row[0], row[1], row[2]) if row is not None else None
 
 
-def insert_event(session: Session, values: dict[str, Any]) -> bool:
+def insert_event(connection: Connection, values: dict[str, Any]) -> bool:
     """Record a delivery in one statement; False when its ``webhook-id`` is recorded already (a
     retry of Polar's, or the same delivery in a concurrent request): ``ON CONFLICT DO NOTHING`` on
     the connection's unique ``webhook-id``, on PostgreSQL and SQLite alike."""
-    return insert_once(session, PolarWebhookEvent, values, ("integration_id", "webhook_id"))
+    return insert_once(connection, PolarWebhookEvent, values, _EVENT_UNIQUE)
+
+
+def insert_event_if_unchanged(
+    connection: Connection, endpoint: Endpoint, path_token: str, values: dict[str, Any]
+) -> bool:
+    """Record a delivery verified with a remembered ``endpoint``, in one statement that also checks
+    the connection still has it (same URL token and secret ciphertext, not disconnected): ``INSERT …
+    SELECT … FROM polar_integration WHERE … ON CONFLICT DO NOTHING``. ``values["payload"]`` is the
+    body's JSON text, stored as it is (no second serialization). False when nothing was inserted:
+    the endpoint changed, or the ``webhook-id`` is recorded already; the caller then reads the
+    endpoint again to tell which."""
+    statement = _INSERT_IF_UNCHANGED.get(connection.dialect.name)
+    if statement is None:
+        statement = _INSERT_IF_UNCHANGED[connection.dialect.name] = _build_insert_if_unchanged(
+            connection.dialect.name
+        )
+    params = {
+        **values,
+        "integration_id": endpoint.integration_id,
+        "path_token": path_token,
+        "webhook_secret": endpoint.webhook_secret,
+    }
+    return connection.execute(statement, params).first() is not None
+
+
+_INSERT_IF_UNCHANGED: dict[str, Insert] = {}
+_INSERTED_COLUMNS = (
+    "id",
+    "webhook_id",
+    "event_type",
+    "raw_body",
+    "signed_headers",
+    "status",
+    "attempts",
+    "received_at",
+)
+
+
+def _build_insert_if_unchanged(dialect: str) -> Insert:
+    events = cast(Table, PolarWebhookEvent.__table__)
+    integrations = cast(Table, PolarIntegration.__table__)
+    text = bindparam("payload", type_=Text())
+    # PostgreSQL takes the text as JSON with a cast; SQLite stores JSON as text.
+    payload = sa.cast(text, JSON) if dialect == "postgresql" else text
+    source = select(
+        *(bindparam(name, type_=events.c[name].type) for name in _INSERTED_COLUMNS),
+        payload,
+        integrations.c.id,
+    ).where(
+        integrations.c.id == bindparam("integration_id"),
+        integrations.c.webhook_path_token == bindparam("path_token"),
+        integrations.c.webhook_secret == bindparam("webhook_secret"),
+        integrations.c.status != IntegrationStatus.NOT_CONNECTED,
+    )
+    return (
+        (postgresql if dialect == "postgresql" else sqlite)
+        .insert(events)
+        .from_select([*_INSERTED_COLUMNS, "payload", "integration_id"], source)
+        .on_conflict_do_nothing(index_elements=list(_EVENT_UNIQUE))
+        .returning(events.c.id)
+    )
 
 
 class EventSummary(NamedTuple):

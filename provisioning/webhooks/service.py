@@ -20,13 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from provisioning import background
 from provisioning.config import Settings
-from provisioning.db import utcnow
+from provisioning.db import Database, utcnow
 from provisioning.errors import ConnectPolarError
 from provisioning.ids import new_id
 from provisioning.integrations.models import IntegrationStatus
@@ -70,75 +70,165 @@ class WebhookRejected(ConnectPolarError):
 class Receipt:
     event_type: str
     webhook_id: str
+    integration_id: str
     duplicate: bool
 
 
 def receive(
-    session: Session, settings: Settings, *, path_token: str, body: bytes, headers: Mapping[str, str]
+    database: Database, settings: Settings, *, path_token: str, body: bytes, headers: Mapping[str, str]
 ) -> Receipt:
-    """Verify and record a delivery (flushes; the caller commits). Raises WebhookRejected."""
+    """Verify and record a delivery, then nudge its processing. Raises WebhookRejected.
+
+    Each write is a single statement on an autocommit connection (``Database.autocommit``), so a
+    recorded delivery is committed before its nudge, at one round trip: a delivery to an endpoint
+    read before (this process remembers them) is verified with its secret and recorded by an
+    ``INSERT`` that also checks the endpoint is unchanged. Anything else (a first delivery, a
+    changed endpoint, Polar's retry of a recorded delivery) reads the endpoint first.
+    """
     metrics.WEBHOOKS_RECEIVED.inc()
     try:
-        receipt = _receive(session, settings, path_token=path_token, body=body, headers=headers)
+        receipt = _receive(database, settings, path_token=path_token, body=body, headers=headers)
     except WebhookRejected as exc:
         metrics.WEBHOOKS_REJECTED.labels(exc.reason).inc()
         raise
     metrics.WEBHOOKS_RECORDED.labels("duplicate" if receipt.duplicate else "recorded").inc()
+    if not receipt.duplicate:
+        integration_id = receipt.integration_id
+        background.nudge(settings.redis_url, PROCESS_EVENTS, processing_key(integration_id), integration_id)
+        log.info(
+            "webhook %s (%s) received for integration %s",
+            receipt.webhook_id,
+            receipt.event_type,
+            integration_id,
+        )
     return receipt
 
 
 def _receive(
-    session: Session, settings: Settings, *, path_token: str, body: bytes, headers: Mapping[str, str]
+    database: Database, settings: Settings, *, path_token: str, body: bytes, headers: Mapping[str, str]
 ) -> Receipt:
-    endpoint = repository.endpoint_by_path_token(session, path_token)
+    if len(body) > MAX_BODY_BYTES:
+        raise WebhookRejected(413, "payload too large", "too_large")
+    lowered = {k.lower(): v for k, v in headers.items()}
+    with database.autocommit() as connection:
+        remembered = _ENDPOINTS.get(path_token)
+        if remembered is not None:
+            receipt = _record_for_remembered(connection, settings, remembered, path_token, body, lowered)
+            if receipt is not None:
+                return receipt
+            # A duplicate, a changed endpoint (disconnected, a new secret) or a bad signature: read
+            # the endpoint as if never seen.
+        return _record_reading_endpoint(connection, settings, path_token, body, lowered)
+
+
+def _record_for_remembered(
+    connection: Connection,
+    settings: Settings,
+    endpoint: repository.Endpoint,
+    path_token: str,
+    body: bytes,
+    headers: Mapping[str, str],
+) -> Receipt | None:
+    try:
+        secret = _secret(settings, endpoint.integration_id, endpoint.webhook_secret or "")
+    except SecretIntegrityError:
+        return None
+    if not _verified(body, headers, secret):
+        return None
+    event = _event(body, headers)
+    if not repository.insert_event_if_unchanged(
+        connection, endpoint, path_token, event.row(payload_text=True)
+    ):
+        return None
+    return Receipt(event.event_type, event.webhook_id, endpoint.integration_id, duplicate=False)
+
+
+def _record_reading_endpoint(
+    connection: Connection, settings: Settings, path_token: str, body: bytes, headers: Mapping[str, str]
+) -> Receipt:
+    endpoint = repository.endpoint_by_path_token(connection, path_token)
     if endpoint is None:
+        _ENDPOINTS.pop(path_token, None)
         raise WebhookRejected(404, "no webhook endpoint here", "unknown_endpoint")
     if endpoint.status == IntegrationStatus.NOT_CONNECTED:
+        _ENDPOINTS.pop(path_token, None)
         raise WebhookRejected(410, "this workspace disconnected Polar", "disconnected")
     if not endpoint.webhook_secret:
         # Polar starts delivering as soon as it created the endpoint, before the run stored its
         # secret: answer with a failure Polar retries.
         raise WebhookRejected(503, "this webhook endpoint is being set up; retry later", "not_ready")
-    if len(body) > MAX_BODY_BYTES:
-        raise WebhookRejected(413, "payload too large", "too_large")
-    lowered = {k.lower(): v for k, v in headers.items()}
     try:
         secret = _secret(settings, endpoint.integration_id, endpoint.webhook_secret)
     except SecretIntegrityError:
-        # Moved here from another row (logged for staff): never verify with another's secret. Polar
-        # retries; the next provisioning run stores Polar's own secret again.
+        # Moved here from another row (logged for staff): never verify with another's secret.
+        # Polar retries; the next provisioning run stores Polar's own secret again.
         raise WebhookRejected(
             503, "this webhook endpoint's secret failed its integrity check", "secret_integrity"
         ) from None
-    if not _verified(body, lowered, secret):
+    if not _verified(body, headers, secret):
         raise WebhookRejected(403, "invalid webhook signature", "bad_signature")
-    payload = _as_dict(body)
-    event_type = str(payload.get("type") or "unknown")[:64]
-
-    webhook_id = stored_webhook_id(lowered["webhook-id"])
+    _remember(path_token, endpoint)
+    event = _event(body, headers)
     recorded = repository.insert_event(
-        session,
-        {
+        connection, {**event.row(payload_text=False), "integration_id": endpoint.integration_id}
+    )
+    # Not recorded: Polar's retry of a delivery recorded before, or the same one concurrently.
+    return Receipt(event.event_type, event.webhook_id, endpoint.integration_id, duplicate=not recorded)
+
+
+@dataclass(frozen=True)
+class _Event:
+    """A verified delivery, as recorded."""
+
+    event_type: str
+    webhook_id: str
+    payload: dict[str, Any]
+    text: str  # the body, decoded
+    body: bytes
+    signed_headers: dict[str, str]
+
+    def row(self, *, payload_text: bool) -> dict[str, Any]:
+        """The row's values; ``payload_text``: the payload as the body's own JSON text (UTF-8)."""
+        return {
             "id": new_id(),
-            "integration_id": endpoint.integration_id,
-            "webhook_id": webhook_id,
-            "event_type": event_type,
-            "payload": payload,
-            "raw_body": body,
-            "signed_headers": {name: lowered[name] for name in SIGNED_HEADERS if name in lowered},
+            "webhook_id": self.webhook_id,
+            "event_type": self.event_type,
+            "payload": self.text if payload_text else self.payload,
+            "raw_body": self.body,
+            "signed_headers": self.signed_headers,
             "status": EventStatus.PENDING,
             "attempts": 0,
             "received_at": utcnow(),
-        },
+        }
+
+
+def _event(body: bytes, headers: Mapping[str, str]) -> _Event:
+    try:
+        text = body.decode("utf-8")  # JSON between systems is UTF-8 (RFC 8259), without a BOM
+    except UnicodeDecodeError:
+        raise WebhookRejected(400, "the payload is not UTF-8 JSON", "bad_payload") from None
+    payload = _as_dict(text)
+    return _Event(
+        event_type=str(payload.get("type") or "unknown")[:64],
+        webhook_id=stored_webhook_id(headers["webhook-id"]),
+        payload=payload,
+        text=text,
+        body=body,
+        signed_headers={name: headers[name] for name in SIGNED_HEADERS if name in headers},
     )
-    if not recorded:  # Polar's retry of a delivery recorded before, or the same one concurrently
-        return Receipt(event_type, webhook_id, duplicate=True)
-    integration_id = endpoint.integration_id
-    background.nudge_after_commit(
-        session, settings.redis_url, PROCESS_EVENTS, processing_key(integration_id), integration_id
-    )
-    log.info("webhook %s (%s) received for integration %s", webhook_id, event_type, integration_id)
-    return Receipt(event_type, webhook_id, duplicate=False)
+
+
+# Endpoints by URL token, as last read: a delivery to a remembered one is verified with its secret
+# and recorded by a statement that checks the connection still has it, so a change (a disconnect, a
+# new secret) is never missed; it only costs the next delivery the read.
+_ENDPOINTS: dict[str, repository.Endpoint] = {}
+_ENDPOINTS_KEPT = 4096
+
+
+def _remember(path_token: str, endpoint: repository.Endpoint) -> None:
+    if path_token not in _ENDPOINTS and len(_ENDPOINTS) >= _ENDPOINTS_KEPT:
+        _ENDPOINTS.pop(next(iter(_ENDPOINTS)), None)
+    _ENDPOINTS[path_token] = endpoint
 
 
 # Decrypted endpoint secrets by (connection, ciphertext): a delivery costs no decryption once its
@@ -175,11 +265,16 @@ def _verified(body: bytes, headers: Mapping[str, str], secret: str) -> bool:
     return False
 
 
-def _as_dict(body: bytes) -> dict[str, Any]:
+def _as_dict(text: str) -> dict[str, Any]:
     try:
-        payload = json.loads(body)
+        payload = json.loads(text, parse_constant=_not_json)
     except ValueError:
         raise WebhookRejected(400, "the payload is not JSON", "bad_payload") from None
     if not isinstance(payload, dict):
         raise WebhookRejected(400, "the payload is not a JSON object", "bad_payload")
     return payload
+
+
+def _not_json(constant: str) -> None:
+    """``NaN`` and ``Infinity`` are Python's, not JSON's (PostgreSQL refuses them)."""
+    raise ValueError(constant)

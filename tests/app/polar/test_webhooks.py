@@ -251,13 +251,101 @@ def test_the_receiver_records_once_on_the_local_sqlite_default(sqlite_database, 
     client = create_app(settings, database=sqlite_database).test_client()
     body, headers = signed(event("order.created"))
 
+    later_body, later_headers = signed(event("order.paid"))  # to the endpoint it now remembers
+
     first = client.post(path, data=body, headers=headers)
     again = client.post(path, data=body, headers=headers)
+    later = client.post(path, data=later_body, headers=later_headers)
 
     assert first.get_json() == {"received": "order.created", "duplicate": False}
     assert again.get_json()["duplicate"] is True
+    assert later.get_json() == {"received": "order.paid", "duplicate": False}
     with sqlite_database.transaction() as session:
-        rows = session.scalars(select(PolarWebhookEvent)).all()
-        assert [(r.webhook_id, r.status, r.raw_body) for r in rows] == [
-            (headers["webhook-id"], "pending", body)
+        rows = session.scalars(select(PolarWebhookEvent).order_by(PolarWebhookEvent.received_at)).all()
+        assert [(r.webhook_id, r.status, r.raw_body, r.payload) for r in rows] == [
+            (headers["webhook-id"], "pending", body, json.loads(body)),
+            (later_headers["webhook-id"], "pending", later_body, json.loads(later_body)),
         ]
+
+
+def test_a_delivery_after_the_first_records_the_body_as_its_payload(client, session, integration):
+    deliveries = [signed(event("order.created")), signed(event("order.paid"))]
+
+    answers = [post(client, integration, body, headers) for body, headers in deliveries]
+
+    assert [a.status_code for a in answers] == [202, 202]
+    rows = session.scalars(select(PolarWebhookEvent).order_by(PolarWebhookEvent.received_at)).all()
+    assert [(r.payload, r.raw_body) for r in rows] == [(json.loads(b), b) for b, _ in deliveries]
+
+
+def test_a_disconnect_after_deliveries_is_seen_by_the_next_one(client, session, integration):
+    assert post(client, integration, *signed(event())).status_code == 202
+    integration.status = IntegrationStatus.NOT_CONNECTED
+    session.commit()
+
+    response = post(client, integration, *signed(event("order.created")))
+
+    assert response.status_code == 410
+    assert recorded(session) == 1
+
+
+def test_a_new_secret_after_deliveries_verifies_the_next_ones(client, session, settings, integration):
+    assert post(client, integration, *signed(event())).status_code == 202
+    new_secret = "whsec_" + "z9Y8x7W6v5" * 4 + "abc"
+    integration.webhook_secret = encrypt_secret(settings, integration, "webhook_secret", new_secret)
+    session.commit()
+
+    old = post(client, integration, *signed(event("order.created")))
+    new = post(client, integration, *signed(event("order.paid"), secret=new_secret))
+
+    assert (old.status_code, new.status_code) == (403, 202)
+    assert session.scalars(
+        select(PolarWebhookEvent.event_type).order_by(PolarWebhookEvent.received_at)
+    ).all() == [
+        "checkout.created",
+        "order.paid",
+    ]
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_a_signed_body_with_a_number_json_does_not_have_is_a_400(client, session, integration, constant):
+    body, headers = signed(b'{"type": "order.created", "data": {"amount": ' + constant + b"}}")
+
+    response = post(client, integration, body, headers)
+
+    assert response.status_code == 400
+    assert recorded(session) == 0
+
+
+def test_concurrent_deliveries_and_retries_are_each_recorded_once(committing_database, settings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from provisioning.webhooks.service import receive
+    from tests.factories import make_owner
+
+    with committing_database.transaction() as session:
+        owner = make_owner(session, "Busy", email="busy@example.test")
+    with committing_database.transaction() as session:
+        busy = PolarIntegration(
+            workspace_id=owner.workspace_id, status=IntegrationStatus.READY, webhook_endpoint_id="ep"
+        )
+        session.add(busy)
+        session.flush()
+        busy.webhook_secret = encrypt_secret(settings, busy, "webhook_secret", SECRET)
+        token = busy.webhook_path_token
+    deliveries = [signed(event(f"order.t{n}")) for n in range(40)]
+    sent = deliveries * 2  # each also retried by Polar, possibly at the same moment
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        receipts = list(
+            pool.map(
+                lambda d: receive(committing_database, settings, path_token=token, body=d[0], headers=d[1]),
+                sent,
+            )
+        )
+
+    firsts = [r for r in receipts if not r.duplicate]
+    assert sorted(r.webhook_id for r in firsts) == sorted(h["webhook-id"] for _, h in deliveries)
+    with committing_database.transaction() as session:
+        rows = session.execute(select(PolarWebhookEvent.webhook_id, PolarWebhookEvent.payload)).all()
+    assert sorted(rows) == sorted((h["webhook-id"], json.loads(b)) for b, h in deliveries)
