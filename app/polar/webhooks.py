@@ -20,9 +20,10 @@ from provisioning.observability import metrics
 from provisioning.webhooks.service import MAX_BODY_BYTES, WebhookRejected, receive
 
 bp = Blueprint("polar_webhooks", __name__)
+PATH_PREFIX = "/polar/webhooks/"  # no browser session here (app.api.sessions)
 
 
-@bp.post("/polar/webhooks/<path_token>")
+@bp.post(PATH_PREFIX + "<path_token>")
 @csrf.exempt
 def deliver(path_token: str) -> tuple[Response, int]:
     # Also bounds chunked bodies, which carry no Content-Length: reading past it answers 413.

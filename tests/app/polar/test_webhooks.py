@@ -349,3 +349,12 @@ def test_concurrent_deliveries_and_retries_are_each_recorded_once(committing_dat
     with committing_database.transaction() as session:
         rows = session.execute(select(PolarWebhookEvent.webhook_id, PolarWebhookEvent.payload)).all()
     assert sorted(rows) == sorted((h["webhook-id"], json.loads(b)) for b, h in deliveries)
+
+
+def test_a_delivery_opens_no_browser_session(owner_client, session, integration):
+    # A signed-in browser's cookie sent along is not read, and the answer sets none.
+    response = post(owner_client, integration, *signed(event()))
+
+    assert response.status_code == 202
+    assert "Set-Cookie" not in response.headers
+    assert "Cookie" not in response.headers.get("Vary", "")
