@@ -16,9 +16,11 @@ from standardwebhooks import Webhook
 
 from app.accounts.models import Workspace
 from provisioning.config import Settings
+from provisioning.db import Database
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.integrations.service import encrypt_secret
 from provisioning.webhooks.models import PolarWebhookEvent
+from tests.factories import make_owner
 
 SECRET = "whsec_" + "a1B2c3D4e5" * 4 + "xyz"
 
@@ -234,20 +236,24 @@ def test_a_signature_header_with_only_malformed_entries_is_refused(client, sessi
     assert recorded(session) == 0
 
 
-def test_the_receiver_records_once_on_the_local_sqlite_default(sqlite_database, settings) -> None:
-    from app import create_app
-    from tests.factories import make_owner
-
-    with sqlite_database.transaction() as session:
-        owner = make_owner(session, "Local", email="local@example.test")
-    with sqlite_database.transaction() as session:
-        local = PolarIntegration(
+def committed_integration(database: Database, settings: Settings, name: str) -> str:
+    """A ready connection in a database that commits (its own workspace): its URL token."""
+    with database.transaction() as session:
+        owner = make_owner(session, name, email=f"{name.lower()}@example.test")
+    with database.transaction() as session:
+        integration = PolarIntegration(
             workspace_id=owner.workspace_id, status=IntegrationStatus.READY, webhook_endpoint_id="ep"
         )
-        session.add(local)
+        session.add(integration)
         session.flush()
-        local.webhook_secret = encrypt_secret(settings, local, "webhook_secret", SECRET)
-        path = f"/polar/webhooks/{local.webhook_path_token}"
+        integration.webhook_secret = encrypt_secret(settings, integration, "webhook_secret", SECRET)
+        return integration.webhook_path_token
+
+
+def test_the_receiver_records_once_on_the_local_sqlite_default(sqlite_database, settings) -> None:
+    from app import create_app
+
+    path = f"/polar/webhooks/{committed_integration(sqlite_database, settings, 'Local')}"
     client = create_app(settings, database=sqlite_database).test_client()
     body, headers = signed(event("order.created"))
 
@@ -321,18 +327,8 @@ def test_concurrent_deliveries_and_retries_are_each_recorded_once(committing_dat
     from concurrent.futures import ThreadPoolExecutor
 
     from provisioning.webhooks.service import receive
-    from tests.factories import make_owner
 
-    with committing_database.transaction() as session:
-        owner = make_owner(session, "Busy", email="busy@example.test")
-    with committing_database.transaction() as session:
-        busy = PolarIntegration(
-            workspace_id=owner.workspace_id, status=IntegrationStatus.READY, webhook_endpoint_id="ep"
-        )
-        session.add(busy)
-        session.flush()
-        busy.webhook_secret = encrypt_secret(settings, busy, "webhook_secret", SECRET)
-        token = busy.webhook_path_token
+    token = committed_integration(committing_database, settings, "Busy")
     deliveries = [signed(event(f"order.t{n}")) for n in range(40)]
     sent = deliveries * 2  # each also retried by Polar, possibly at the same moment
 
