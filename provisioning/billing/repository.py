@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import false, func, literal, null, or_, select, text, union_all, update
 from sqlalchemy.orm import Session
 
 from provisioning.billing.models import (
@@ -42,6 +42,62 @@ def customer_by_external_id(
         )
         .order_by(BillingCustomer.version.desc().nulls_last())
         .limit(1)
+    )
+
+
+class KnownState(NamedTuple):
+    """A customer's state as the tenant API reads it: two statements, no ORM objects."""
+
+    subscriptions: list[tuple[str, str | None, str, datetime | None, bool]]  # id, plan, status, end, cancel
+    grants: list[tuple[str, str, str | None]]  # id, benefit id, catalog benefit id
+    meters: list[dict[str, Any]]
+
+
+def known_state(session: Session, integration_id: str, external_id: str) -> KnownState | None:
+    """The state of the live customer with that external id (as :func:`customer_by_external_id`
+    finds it): its active subscriptions and granted benefits in one ``UNION ALL``; None until a
+    ``customer.state_changed`` for it arrived."""
+    customer = session.execute(
+        select(BillingCustomer.polar_id, BillingCustomer.state_at, BillingCustomer.meters)
+        .where(
+            BillingCustomer.integration_id == integration_id,
+            BillingCustomer.external_id == external_id,
+            BillingCustomer.deleted_at.is_(None),
+        )
+        .order_by(BillingCustomer.version.desc().nulls_last())
+        .limit(1)
+    ).first()
+    if customer is None or customer.state_at is None:
+        return None
+    subscriptions = select(
+        literal("s").label("kind"),
+        BillingSubscription.polar_id,
+        BillingSubscription.plan_id.label("first"),
+        BillingSubscription.status.label("second"),
+        BillingSubscription.current_period_end,
+        BillingSubscription.cancel_at_period_end,
+    ).where(
+        BillingSubscription.integration_id == integration_id,
+        BillingSubscription.customer_polar_id == customer.polar_id,
+        BillingSubscription.status.in_(ACTIVE_SUBSCRIPTION_STATUSES),
+    )
+    grants = select(
+        literal("g"),
+        BillingGrant.polar_id,
+        BillingGrant.benefit_id,
+        BillingGrant.benefit_key,
+        null(),
+        false(),
+    ).where(
+        BillingGrant.integration_id == integration_id,
+        BillingGrant.customer_polar_id == customer.polar_id,
+        BillingGrant.is_granted.is_(True),
+    )
+    rows: Sequence[Any] = session.execute(union_all(subscriptions, grants).order_by("kind", "polar_id")).all()
+    return KnownState(
+        subscriptions=[(r[1], r[2], r[3], r[4], bool(r[5])) for r in rows if r[0] == "s"],
+        grants=[(r[1], r[2], r[3]) for r in rows if r[0] == "g"],
+        meters=list(customer.meters or []),
     )
 
 

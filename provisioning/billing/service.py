@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from provisioning.background import nudge_after_commit
 from provisioning.billing import repository
-from provisioning.billing.models import BillingSubscription
 from provisioning.billing.processing import Context, MalformedEvent, Outcome, apply
 from provisioning.catalog import Catalog
 from provisioning.config import Settings
@@ -152,19 +151,27 @@ def customer_state(
 ) -> dict[str, Any] | None:
     """The customer's state from the platform's own records, in the tenant API's shape; None
     while it is not known here (no ``customer.state_changed`` for that customer yet)."""
-    customer = repository.customer_by_external_id(session, integration.id, external_id)
-    if customer is None or customer.state_at is None:
+    known = repository.known_state(session, integration.id, external_id)
+    if known is None:
         return None
-    subscriptions = repository.active_subscriptions_of(session, integration.id, customer.polar_id)
-    grants = [g for g in repository.grants_of(session, integration.id, customer.polar_id) if g.is_granted]
     return {
         "external_id": external_id,
         "source": "local",
-        "active_subscriptions": [_subscription(s) for s in subscriptions],
-        "granted_benefits": [
-            {"id": g.polar_id, "benefit_id": g.benefit_id, "benefit": g.benefit_key} for g in grants
+        "active_subscriptions": [
+            {
+                "id": polar_id,
+                "plan": plan,
+                "status": status,
+                "current_period_end": iso_utc(period_end),
+                "cancel_at_period_end": cancel,
+            }
+            for polar_id, plan, status, period_end, cancel in known.subscriptions
         ],
-        "meters": [meter_view(m) for m in customer.meters or []],
+        "granted_benefits": [
+            {"id": polar_id, "benefit_id": benefit_id, "benefit": key}
+            for polar_id, benefit_id, key in known.grants
+        ],
+        "meters": [meter_view(m) for m in known.meters],
     }
 
 
@@ -175,16 +182,6 @@ def meter_view(meter: dict[str, Any]) -> dict[str, Any]:
         "balance": meter.get("balance", 0),
         "consumed_units": meter.get("consumed_units", 0),
         "credited_units": meter.get("credited_units", 0),
-    }
-
-
-def _subscription(row: BillingSubscription) -> dict[str, Any]:
-    return {
-        "id": row.polar_id,
-        "plan": row.plan_id,
-        "status": row.status,
-        "current_period_end": iso_utc(row.current_period_end),
-        "cancel_at_period_end": row.cancel_at_period_end,
     }
 
 
