@@ -148,12 +148,16 @@ def orders_of(session: Session, integration_id: str, customer_polar_id: str) -> 
 
 
 def lock_integration(session: Session, integration_id: str) -> None:
-    """Serialize processing per connection until the transaction ends (PostgreSQL's transaction
-    advisory lock; SQLite serializes writers by itself)."""
+    """Serialize processing per connection until the transaction ends: PostgreSQL's transaction
+    advisory lock. On SQLite, the database's write lock, taken first (a write that changes nothing):
+    a transaction that read first and writes later is refused at once ("database is locked", no
+    busy wait) when another connection, such as the web recording a delivery, committed meanwhile."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"billing:{integration_id}"}
         )
+    else:
+        session.execute(text("UPDATE polar_integration SET id = id WHERE id = :id"), {"id": integration_id})
 
 
 def due_events(
