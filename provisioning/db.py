@@ -77,15 +77,12 @@ def utcnow() -> datetime:
 _INSERT_ONCE: dict[tuple[str, tuple[str, ...], str], Any] = {}
 
 
-def insert_once(
-    db: Session | Connection, model: type[Base], values: dict[str, Any], unique: tuple[str, ...]
-) -> bool:
+def insert_once(session: Session, model: type[Base], values: dict[str, Any], unique: tuple[str, ...]) -> bool:
     """Insert a row of ``model``'s table unless one with the same ``unique`` columns exists, in one statement
     (``INSERT … ON CONFLICT DO NOTHING RETURNING``, on PostgreSQL and SQLite alike) on the session's
-    connection (or on ``db`` itself, a connection); False when the row existed (inserted before, or by
-    a concurrent transaction)."""
+    connection; False when the row existed (inserted before, or by a concurrent transaction)."""
     table = cast(Table, model.__table__)
-    connection = db.connection() if isinstance(db, Session) else db
+    connection = session.connection()
     key = (table.name, unique, connection.dialect.name)
     statement = _INSERT_ONCE.get(key)
     if statement is None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import Select, false, func, literal, null, or_, select, text, union_all, update
+from sqlalchemy import false, func, literal, null, or_, select, text, union_all, update
 from sqlalchemy.orm import Session
 
 from provisioning.billing.models import (
@@ -28,26 +28,6 @@ def find(session: Session, model: type[T], integration_id: str, polar_id: str) -
     )
 
 
-def customer_by_external_id(
-    session: Session, integration_id: str, external_id: str
-) -> BillingCustomer | None:
-    """The live customer with that external id (Polar keeps external ids unique per organization;
-    a deleted customer's id may be taken again, so the newest live row wins)."""
-    return session.scalar(_live_customer(select(BillingCustomer), integration_id, external_id))
-
-
-def _live_customer(query: Select[Any], integration_id: str, external_id: str) -> Select[Any]:
-    return (
-        query.where(
-            BillingCustomer.integration_id == integration_id,
-            BillingCustomer.external_id == external_id,
-            BillingCustomer.deleted_at.is_(None),
-        )
-        .order_by(BillingCustomer.version.desc().nulls_last())
-        .limit(1)
-    )
-
-
 class KnownState(NamedTuple):
     """A customer's state as the tenant API reads it: two statements, no ORM objects."""
 
@@ -57,15 +37,19 @@ class KnownState(NamedTuple):
 
 
 def known_state(session: Session, integration_id: str, external_id: str) -> KnownState | None:
-    """The state of the live customer with that external id (as :func:`customer_by_external_id`
-    finds it): its active subscriptions and granted benefits in one ``UNION ALL``; None until a
+    """The state of the live customer with that external id (Polar keeps external ids unique per
+    organization; a deleted customer's id may be taken again, so the newest live row wins): its
+    active subscriptions and granted benefits in one ``UNION ALL``; None until a
     ``customer.state_changed`` for it arrived."""
     customer = session.execute(
-        _live_customer(
-            select(BillingCustomer.polar_id, BillingCustomer.state_at, BillingCustomer.meters),
-            integration_id,
-            external_id,
+        select(BillingCustomer.polar_id, BillingCustomer.state_at, BillingCustomer.meters)
+        .where(
+            BillingCustomer.integration_id == integration_id,
+            BillingCustomer.external_id == external_id,
+            BillingCustomer.deleted_at.is_(None),
         )
+        .order_by(BillingCustomer.version.desc().nulls_last())
+        .limit(1)
     ).first()
     if customer is None or customer.state_at is None:
         return None

@@ -20,7 +20,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from provisioning.db import insert_once
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.webhooks.models import EventStatus, PolarWebhookEvent
 
@@ -47,22 +46,16 @@ def endpoint_by_path_token(connection: Connection, path_token: str) -> Endpoint 
     return Endpoint(row[0], row[1], row[2]) if row is not None else None
 
 
-def insert_event(connection: Connection, values: dict[str, Any]) -> bool:
-    """Record a delivery in one statement; False when its ``webhook-id`` is recorded already (a
-    retry of Polar's, or the same delivery in a concurrent request): ``ON CONFLICT DO NOTHING`` on
-    the connection's unique ``webhook-id``, on PostgreSQL and SQLite alike."""
-    return insert_once(connection, PolarWebhookEvent, values, _EVENT_UNIQUE)
-
-
 def insert_event_if_unchanged(
     connection: Connection, endpoint: Endpoint, path_token: str, values: dict[str, Any]
 ) -> bool:
-    """Record a delivery verified with a remembered ``endpoint``, in one statement that also checks
-    the connection still has it (same URL token and secret ciphertext, not disconnected): ``INSERT …
-    SELECT … FROM polar_integration WHERE … ON CONFLICT DO NOTHING``. ``values["payload"]`` is the
-    body's JSON text, stored as it is (no second serialization). False when nothing was inserted:
-    the endpoint changed, or the ``webhook-id`` is recorded already; the caller then reads the
-    endpoint again to tell which."""
+    """Record a delivery verified with ``endpoint`` (as read, now or earlier), in one statement that
+    also checks the connection still has it (same URL token and secret ciphertext, not
+    disconnected): ``INSERT … SELECT … FROM polar_integration WHERE … ON CONFLICT DO NOTHING`` on
+    the connection's unique ``webhook-id``, on PostgreSQL and SQLite alike. ``values["payload"]`` is
+    the body's JSON text, stored as it is (no second serialization). False when nothing was
+    inserted: the ``webhook-id`` is recorded already (a retry of Polar's, or the same delivery in a
+    concurrent request), or the endpoint changed."""
     statement = _INSERT_IF_UNCHANGED.get(connection.dialect.name)
     if statement is None:
         statement = _INSERT_IF_UNCHANGED[connection.dialect.name] = _build_insert_if_unchanged(

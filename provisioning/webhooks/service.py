@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from standardwebhooks import Webhook
@@ -136,9 +136,7 @@ def _record_for_remembered(
     if not _verified(body, headers, secret):
         return None
     event = _event(body, headers)
-    if not repository.insert_event_if_unchanged(
-        connection, endpoint, path_token, event.row(payload_text=True)
-    ):
+    if not repository.insert_event_if_unchanged(connection, endpoint, path_token, event.row()):
         return None
     return Receipt(event.event_type, event.webhook_id, endpoint.integration_id, duplicate=False)
 
@@ -167,12 +165,11 @@ def _record_reading_endpoint(
         ) from None
     if not _verified(body, headers, secret):
         raise WebhookRejected(403, "invalid webhook signature", "bad_signature")
-    _remember(path_token, endpoint)
+    _keep(_ENDPOINTS, path_token, endpoint, _ENDPOINTS_KEPT)
     event = _event(body, headers)
-    recorded = repository.insert_event(
-        connection, {**event.row(payload_text=False), "integration_id": endpoint.integration_id}
-    )
-    # Not recorded: Polar's retry of a delivery recorded before, or the same one concurrently.
+    recorded = repository.insert_event_if_unchanged(connection, endpoint, path_token, event.row())
+    # Not recorded: Polar's retry of a delivery recorded before, or the same one concurrently (or
+    # the endpoint changed in the instant since it was read: answered as a delivery it had).
     return Receipt(event.event_type, event.webhook_id, endpoint.integration_id, duplicate=not recorded)
 
 
@@ -182,18 +179,16 @@ class _Event:
 
     event_type: str
     webhook_id: str
-    payload: dict[str, Any]
-    text: str  # the body, decoded
+    text: str  # the body, decoded: the payload as recorded
     body: bytes
     signed_headers: dict[str, str]
 
-    def row(self, *, payload_text: bool) -> dict[str, Any]:
-        """The row's values; ``payload_text``: the payload as the body's own JSON text (UTF-8)."""
+    def row(self) -> dict[str, Any]:
         return {
             "id": new_id(),
             "webhook_id": self.webhook_id,
             "event_type": self.event_type,
-            "payload": self.text if payload_text else self.payload,
+            "payload": self.text,
             "raw_body": self.body,
             "signed_headers": self.signed_headers,
             "status": EventStatus.PENDING,
@@ -211,7 +206,6 @@ def _event(body: bytes, headers: Mapping[str, str]) -> _Event:
     return _Event(
         event_type=str(payload.get("type") or "unknown")[:64],
         webhook_id=stored_webhook_id(headers["webhook-id"]),
-        payload=payload,
         text=text,
         body=body,
         signed_headers={name: headers[name] for name in SIGNED_HEADERS if name in headers},
@@ -225,10 +219,15 @@ _ENDPOINTS: dict[str, repository.Endpoint] = {}
 _ENDPOINTS_KEPT = 4096
 
 
-def _remember(path_token: str, endpoint: repository.Endpoint) -> None:
-    if path_token not in _ENDPOINTS and len(_ENDPOINTS) >= _ENDPOINTS_KEPT:
-        _ENDPOINTS.pop(next(iter(_ENDPOINTS)), None)
-    _ENDPOINTS[path_token] = endpoint
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _keep(cache: dict[K, V], key: K, value: V, most: int) -> None:
+    """Put ``value`` in a cache of at most ``most`` entries, the oldest going first."""
+    if key not in cache and len(cache) >= most:
+        cache.pop(next(iter(cache)), None)
+    cache[key] = value
 
 
 # Decrypted endpoint secrets by (connection, ciphertext): a delivery costs no decryption once its
@@ -242,9 +241,7 @@ def _secret(settings: Settings, integration_id: str, ciphertext: str) -> str:
     secret = _SECRETS.get(key)
     if secret is None:
         secret = decrypt_secret(settings, integration_id, "webhook_secret", ciphertext)
-        if len(_SECRETS) >= _SECRETS_KEPT:
-            _SECRETS.pop(next(iter(_SECRETS)))
-        _SECRETS[key] = secret
+        _keep(_SECRETS, key, secret, _SECRETS_KEPT)
     return secret
 
 
