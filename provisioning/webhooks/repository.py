@@ -8,7 +8,6 @@ from typing import Any, NamedTuple, cast
 import sqlalchemy as sa
 from sqlalchemy import (
     JSON,
-    Connection,
     Insert,
     Table,
     Text,
@@ -20,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from provisioning.db import DriverConnection, driver_first
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.webhooks.models import EventStatus, PolarWebhookEvent
 
@@ -33,21 +33,21 @@ class Endpoint(NamedTuple):
     webhook_secret: str | None
 
 
-# The receiver's statements, built once and run on a connection (Core, not the ORM): a delivery
-# comes per event Polar raises, and these are all it costs the database.
+# The receiver's statements, built once and run on the DB-API connection (``driver_first``): a
+# delivery comes per event Polar raises, and these are all it costs the database.
 _ENDPOINT = select(PolarIntegration.id, PolarIntegration.status, PolarIntegration.webhook_secret).where(
     PolarIntegration.webhook_path_token == bindparam("path_token")
 )
 _EVENT_UNIQUE = ("integration_id", "webhook_id")
 
 
-def endpoint_by_path_token(connection: Connection, path_token: str) -> Endpoint | None:
-    row = connection.execute(_ENDPOINT, {"path_token": path_token}).first()
-    return Endpoint(row[0], row[1], row[2]) if row is not None else None
+def endpoint_by_path_token(connection: DriverConnection, path_token: str) -> Endpoint | None:
+    row = driver_first(connection, _ENDPOINT, {"path_token": path_token})
+    return Endpoint(row[0], IntegrationStatus(row[1]), row[2]) if row is not None else None
 
 
 def insert_event_if_unchanged(
-    connection: Connection, endpoint: Endpoint, path_token: str, values: dict[str, Any]
+    connection: DriverConnection, endpoint: Endpoint, path_token: str, values: dict[str, Any]
 ) -> bool:
     """Record a delivery verified with ``endpoint`` (as read, now or earlier), in one statement that
     also checks the connection still has it (same URL token and secret ciphertext, not
@@ -67,7 +67,7 @@ def insert_event_if_unchanged(
         "path_token": path_token,
         "webhook_secret": endpoint.webhook_secret,
     }
-    return connection.execute(statement, params).first() is not None
+    return driver_first(connection, statement, params) is not None
 
 
 _INSERT_IF_UNCHANGED: dict[str, Insert] = {}

@@ -20,13 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from provisioning import background
 from provisioning.config import Settings
-from provisioning.db import Database, utcnow
+from provisioning.db import Database, DriverConnection, utcnow
 from provisioning.errors import ConnectPolarError
 from provisioning.ids import new_id
 from provisioning.integrations.models import IntegrationStatus
@@ -122,7 +121,7 @@ def _receive(
 
 
 def _record_for_remembered(
-    connection: Connection,
+    connection: DriverConnection,
     settings: Settings,
     endpoint: repository.Endpoint,
     path_token: str,
@@ -142,7 +141,7 @@ def _record_for_remembered(
 
 
 def _record_reading_endpoint(
-    connection: Connection, settings: Settings, path_token: str, body: bytes, headers: Mapping[str, str]
+    connection: DriverConnection, settings: Settings, path_token: str, body: bytes, headers: Mapping[str, str]
 ) -> Receipt:
     endpoint = repository.endpoint_by_path_token(connection, path_token)
     if endpoint is None:
