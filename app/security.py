@@ -1,4 +1,7 @@
-"""Security headers on every response, bad input refused before any view, and safe redirect targets."""
+"""Security headers on every response, bad input refused before any view, and safe redirect targets.
+
+Polar's webhook deliveries never reach these hooks: ``app.polar.webhooks`` answers them (and reads
+their signed bodies) itself, with an API's security headers."""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from flask import Flask, Response, abort, request
 
-# Endpoints that read their own raw body (signed payloads): never parsed as a form here.
-RAW_BODY_ENDPOINTS = {"polar_webhooks.deliver"}
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 # Undecodable bytes reach a view either as U+FFFD or as a literal "%FF", depending on the parser.
 REPLACEMENT = "\ufffd"
@@ -33,11 +34,7 @@ def refuse_bad_input() -> None:
     """Before any view (and before CSRF checks read the form): 400 for such a query or form."""
     if _undecodable(request.query_string) or _unusable(request.args.items(multi=True)):
         abort(400, "The request contains characters that are not allowed.")
-    if (
-        request.method not in ("POST", "PUT", "PATCH", "DELETE")
-        or request.endpoint in RAW_BODY_ENDPOINTS
-        or request.mimetype not in FORM_TYPES
-    ):
+    if request.method not in ("POST", "PUT", "PATCH", "DELETE") or request.mimetype not in FORM_TYPES:
         return
     # Read once and cached: the form is parsed from the same bytes afterwards.
     if request.mimetype == "application/x-www-form-urlencoded" and _undecodable(request.get_data(cache=True)):

@@ -77,11 +77,12 @@ def test_nul_or_undecodable_bytes_in_a_query_are_a_400(
 
 
 def test_every_form_refuses_a_nul_byte(app: Flask, owner_client: FlaskClient, workspace: Workspace) -> None:
-    """Every route taking a POST, the webhook receiver aside (it reads its own signed body)."""
+    """Every route taking a POST (the webhook receiver is not one of Flask's: it reads its own signed
+    body)."""
     token = csrf_token(owner_client, f"/workspaces/{workspace.id}/polar")
     checked = []
     for rule in app.url_map.iter_rules():
-        if "POST" not in (rule.methods or ()) or rule.endpoint == "polar_webhooks.deliver":
+        if "POST" not in (rule.methods or ()):
             continue
         values = {name: workspace.id if name == "workspace_id" else "1" for name in rule.arguments}
         values = {k: v for k, v in values.items() if k not in (rule.defaults or {})}

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
 from app.accounts.models import Workspace
+from provisioning import db as db_module
 from provisioning.config import Settings
 from provisioning.db import Database
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
@@ -354,3 +355,54 @@ def test_a_delivery_opens_no_browser_session(owner_client, session, integration)
     assert response.status_code == 202
     assert "Set-Cookie" not in response.headers
     assert "Cookie" not in response.headers.get("Vary", "")
+
+
+def test_an_answer_carries_the_request_id_and_an_apis_security_headers(client, session, integration):
+    given = post(client, integration, *signed(event()))
+    body, headers = signed(event())
+    traced = post(client, integration, body, {**headers, "X-Request-Id": "polar-trace-1234"})
+    forged = post(client, integration, *signed(event()))
+
+    assert given.status_code == traced.status_code == 202
+    assert len(given.headers["X-Request-Id"]) == 32 and int(given.headers["X-Request-Id"], 16) >= 0
+    assert given.headers["X-Request-Id"] != forged.headers["X-Request-Id"]
+    assert traced.headers["X-Request-Id"] == "polar-trace-1234"
+    assert given.headers["Content-Type"] == "application/json"
+    assert given.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert given.headers["X-Content-Type-Options"] == "nosniff"
+    assert given.headers["Cache-Control"] == "no-store"
+
+
+def test_another_method_or_path_under_the_prefix_is_answered_as_json(client, session, integration):
+    token = integration.webhook_path_token
+
+    listed = client.get(f"/polar/webhooks/{token}")
+    nested = client.post(f"/polar/webhooks/{token}/again", data=b"{}")
+    empty = client.post("/polar/webhooks/", data=b"{}")
+
+    assert listed.status_code == 405 and listed.headers["Allow"] == "POST"
+    assert listed.get_json() == {"error": "deliveries are POSTed"}
+    assert nested.status_code == empty.status_code == 404
+    assert nested.get_json() == {"error": "no webhook endpoint here"}
+    assert recorded(session) == 0
+
+
+def test_an_unexpected_failure_is_a_500_that_tells_nothing(settings, tmp_path) -> None:
+    from app import create_app
+
+    # A database without the platform's tables: the receiver's first statement fails.
+    broken = Database(url=f"sqlite:///{tmp_path / 'empty.db'}")
+    previous = db_module._database
+    try:
+        client = create_app(settings, database=broken).test_client()
+        response = client.post(
+            "/polar/webhooks/some-token", data=b"{}", headers={"X-Request-Id": "trace-5000"}
+        )
+    finally:
+        db_module._database = previous
+        assert broken.engine is not None
+        broken.engine.dispose()
+
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "internal error"}
+    assert response.headers["X-Request-Id"] == "trace-5000"
