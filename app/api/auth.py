@@ -3,8 +3,9 @@
 
 A missing, malformed, unknown, wrong, revoked or expired key gets the same 401, so a caller learns
 nothing about which; an address that sent ``FAILURES_PER_MINUTE`` of them (30) within a minute is
-refused (429) before any further key it sends is looked at. A valid key is then paced by its rate limit (429 with ``Retry-After``) and its
-use recorded (at most once a minute); the view finds it in ``current_key()``.
+refused (429) whatever key it sends, a right guess included. A valid key is paced by its rate limit
+(429 with ``Retry-After``; one Redis round trip checks the address and takes from the key's bucket)
+and its use recorded (at most once a minute); the view finds it in ``current_key()``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ def _unauthorized() -> Response:
     return error_response(401, "unauthorized", UNAUTHORIZED, {"WWW-Authenticate": 'Bearer realm="api"'})
 
 
+def _address_refused(retry_after: int) -> Response:
+    return error_response(
+        429,
+        "rate_limited",
+        f"Too many calls with a refused API key from this address: retry in {retry_after} s.",
+        {"Retry-After": str(retry_after)},
+    )
+
+
 def current_key() -> ApiKey:
     key: ApiKey = g.api_key
     return key
@@ -59,23 +69,18 @@ def api_key_required(view: Callable[P, Response]) -> Callable[P, Response]:
         limiter: KeyRateLimit = current_app.extensions[LIMITER]
         address = request.remote_addr or "unknown"
         failures = int(current_app.config.get(FAILURES_CONFIG, FAILURES_PER_MINUTE))
-        blocked = limiter.address_blocked(address, failures)
-        if not blocked.allowed:
-            return error_response(
-                429,
-                "rate_limited",
-                f"Too many calls with a refused API key from this address: retry in {blocked.retry_after} s.",
-                {"Retry-After": str(blocked.retry_after)},
-            )
         db = db_session()
         key = api_keys.verify(db, presented) if presented is not None else None
         if key is None:
             db.rollback()
-            limiter.failed(address, failures)
-            return _unauthorized()
-        logs.bind(workspace_id=key.workspace_id, api_key_id=key.id)
+            refused = limiter.failed(address, failures)
+            return _unauthorized() if refused.allowed else _address_refused(refused.retry_after)
         per_minute = int(current_app.config.get(RATE_CONFIG, DEFAULT_PER_MINUTE))
-        decision = limiter.hit(key.id, per_minute)
+        decision = limiter.admit(address, key.id, per_minute, failures)
+        if decision.address_blocked:
+            db.rollback()
+            return _address_refused(decision.retry_after)
+        logs.bind(workspace_id=key.workspace_id, api_key_id=key.id)
         if not decision.allowed:
             db.rollback()
             return error_response(

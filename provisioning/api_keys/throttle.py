@@ -1,6 +1,8 @@
 """Each API key's rate limit, in Redis, shared by every web process: a token bucket per key
 (one Lua script, stamped with Redis's clock, so the decision is atomic). A key may burst up to its
-minute's worth of calls at once, then gets one call per ``60 / per_minute`` seconds.
+minute's worth of calls at once, then gets one call per ``60 / per_minute`` seconds. Refused keys
+are counted per address the same way: an address that sent too many is refused whatever it sends.
+A call with a valid key costs one round trip (:meth:`KeyRateLimit.admit`: the address, then the key).
 
 Fails open, like the sign-in throttle: with Redis unreachable, calls are served (and the failure
 logged), because refusing every tenant during an outage is worse than an unpaced minute.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -18,50 +21,50 @@ log = logging.getLogger(__name__)
 DEFAULT_PER_MINUTE = 600
 KEY_PREFIX = "connect-polar:api-key-rate:"
 
-# KEYS[1] the bucket; ARGV[1] capacity (calls a minute), ARGV[2] refill per second.
-# Returns {allowed (0 or 1), seconds until the next call is allowed, calls left} (strings: Lua
-# numbers would be truncated to integers on the way out).
-_BUCKET = """
-local capacity = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
+# Token buckets in Lua: ``take`` counts one call (allowed, or the seconds until one is), ``peek``
+# reads a bucket without taking from it. Each bucket is a hash of its tokens and when they were
+# counted, stamped with Redis's clock; the numbers go out as strings (Lua would truncate them).
+_BUCKETS = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then
-  tokens = capacity
-  at = now
+local function tokens_of(key, capacity, rate)
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens, at = tonumber(state[1]), tonumber(state[2])
+  if tokens == nil or at == nil then return capacity end
+  return math.min(capacity, tokens + math.max(0, now - at) * rate)
 end
-tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
-local allowed = 0
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  wait = (1 - tokens) / rate
+local function take(key, capacity, rate)
+  local tokens = tokens_of(key, capacity, rate)
+  local allowed, wait = 0, 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+    allowed = 1
+  else
+    wait = (1 - tokens) / rate
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'at', tostring(now))
+  redis.call('EXPIRE', key, math.ceil(capacity / rate) + 1)
+  return {allowed, tostring(wait), tostring(math.floor(tokens))}
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
-return {allowed, tostring(wait), tostring(math.floor(tokens))}
 """
-
-
-# The same bucket, read without taking from it: {allowed, seconds until one call is}.
-_PEEK = """
-local capacity = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then return {1, '0'} end
-tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
-if tokens >= 1 then return {1, '0'} end
-return {0, tostring((1 - tokens) / rate)}
+# KEYS[1] a bucket; ARGV[1] its capacity (calls a minute), ARGV[2] its refill per second.
+# Returns {allowed (0 or 1), seconds until the next call is allowed, calls left}.
+_TAKE = _BUCKETS + "return take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))"
+# A key's call: KEYS[1] its address's refused-keys bucket, KEYS[2] the key's bucket, ARGV their
+# capacities and refills. An address out of refused keys is refused ({0, wait, 0, 1}: nothing
+# taken from the key); else one call is taken from the key's bucket ({allowed, wait, left, 0}).
+_ADMIT = (
+    _BUCKETS
+    + """
+local failures = tonumber(ARGV[1])
+local failures_rate = tonumber(ARGV[2])
+local left = tokens_of(KEYS[1], failures, failures_rate)
+if left < 1 then return {0, tostring((1 - left) / failures_rate), '0', 1} end
+local decision = take(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
+decision[4] = 0
+return decision
 """
+)
 # Refused keys an address may send a minute before it is refused outright (guessing keys).
 FAILURES_PER_MINUTE = 30
 
@@ -71,6 +74,7 @@ class Decision:
     allowed: bool
     retry_after: int  # whole seconds, at least 1 when refused
     remaining: int
+    address_blocked: bool = False  # refused for the address's refused keys, not the key's rate
 
 
 class KeyRateLimit:
@@ -78,40 +82,54 @@ class KeyRateLimit:
 
     def __init__(self, redis_url: str) -> None:
         self._redis = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
-        self._script = self._redis.register_script(_BUCKET)
-        self._peek = self._redis.register_script(_PEEK)
+        self._take = self._redis.register_script(_TAKE)
+        self._admit = self._redis.register_script(_ADMIT)
 
     def hit(self, key_id: str, per_minute: int = DEFAULT_PER_MINUTE) -> Decision:
         """Count one call of the key; whether it is allowed, and if not, when to retry."""
         per_minute = max(1, per_minute)
         try:
-            allowed, wait, remaining = self._script(
+            allowed, wait, remaining = self._take(
                 keys=[KEY_PREFIX + key_id], args=[per_minute, per_minute / 60.0]
             )
         except redis.exceptions.RedisError as exc:
             log.warning("API key rate limit unavailable (%s): call served unpaced", type(exc).__name__)
             return Decision(True, 0, per_minute)
-        if int(allowed):
-            return Decision(True, 0, int(float(remaining)))
-        return Decision(False, max(1, math.ceil(float(wait))), 0)
+        return _decision(allowed, wait, remaining)
 
-    def failed(self, address: str, per_minute: int = FAILURES_PER_MINUTE) -> None:
-        """One refused key from ``address``."""
-        self.hit(f"failures:{address}", per_minute)
+    def failed(self, address: str, per_minute: int = FAILURES_PER_MINUTE) -> Decision:
+        """One refused key from ``address``; not allowed once the address sent too many lately."""
+        decision = self.hit(f"failures:{address}", per_minute)
+        return Decision(decision.allowed, decision.retry_after, decision.remaining, not decision.allowed)
 
-    def address_blocked(self, address: str, per_minute: int = FAILURES_PER_MINUTE) -> Decision:
-        """Whether ``address`` sent too many refused keys lately: then it is refused before any
-        key it sends is even looked at, so guessing keys gains nothing."""
-        per_minute = max(1, per_minute)
+    def admit(
+        self,
+        address: str,
+        key_id: str,
+        per_minute: int = DEFAULT_PER_MINUTE,
+        failures_per_minute: int = FAILURES_PER_MINUTE,
+    ) -> Decision:
+        """A call with a valid key from ``address``, in one round trip: refused while the address
+        is out of refused keys (whatever key it sends now, a right guess included, so guessing
+        gains nothing), else counted against the key's rate."""
+        per_minute, failures_per_minute = max(1, per_minute), max(1, failures_per_minute)
         try:
-            allowed, wait = self._peek(
-                keys=[KEY_PREFIX + f"failures:{address}"], args=[per_minute, per_minute / 60.0]
+            allowed, wait, remaining, blocked = self._admit(
+                keys=[KEY_PREFIX + f"failures:{address}", KEY_PREFIX + key_id],
+                args=[failures_per_minute, failures_per_minute / 60.0, per_minute, per_minute / 60.0],
             )
-        except redis.exceptions.RedisError:
+        except redis.exceptions.RedisError as exc:
+            log.warning("API key rate limit unavailable (%s): call served unpaced", type(exc).__name__)
             return Decision(True, 0, per_minute)
-        if int(allowed):
-            return Decision(True, 0, per_minute)
-        return Decision(False, max(1, math.ceil(float(wait))), 0)
+        decision = _decision(allowed, wait, remaining)
+        return Decision(decision.allowed, decision.retry_after, decision.remaining, bool(int(blocked)))
 
     def close(self) -> None:
         self._redis.close()
+
+
+def _decision(allowed: Any, wait: Any, remaining: Any) -> Decision:
+    """From the script's answer (Redis's integers, and numbers as bytes)."""
+    if int(allowed):
+        return Decision(True, 0, int(float(remaining)))
+    return Decision(False, max(1, math.ceil(float(wait))), 0)

@@ -200,14 +200,16 @@ def test_every_bad_authorization_gets_the_same_401(
     assert call(client, "/plans", headers={"Authorization": f"Bearer {key.upper()}"}).status_code == 401
 
 
-def test_an_address_guessing_keys_is_refused_before_its_keys_are_looked_at(
+def test_an_address_guessing_keys_is_refused_whatever_key_it_sends(
     app: Flask, client: FlaskClient, ready: Workspace, make_key: MakeKey
 ) -> None:
     app.config["API_REFUSED_KEYS_PER_MINUTE"] = 5
     key = make_key(ready.id)
     for n in range(5):
         assert call(client, "/plans", f"cp_test_{'a' * 12}_{n:043d}").status_code == 401
-    refused = call(client, "/plans", key)  # even a right guess: not looked at now
+    guess = call(client, "/plans", f"cp_test_{'a' * 12}_{9:043d}")
+    assert guess.status_code == 429
+    refused = call(client, "/plans", key)  # even a right guess: refused now
     assert refused.status_code == 429
     assert refused.get_json()["error"]["code"] == "rate_limited"
     assert 1 <= int(refused.headers["Retry-After"]) <= 12  # 5 a minute: one every 12 s

@@ -29,8 +29,30 @@ def test_the_default_is_600_a_minute(redis_url: str) -> None:
     limit.close()
 
 
+def test_a_valid_keys_call_counts_against_the_key_unless_its_address_is_refused(redis_url: str) -> None:
+    limit = KeyRateLimit(redis_url)
+    calls = [limit.admit("10.0.0.1", "key-a", per_minute=3, failures_per_minute=2) for _ in range(4)]
+    assert [(d.allowed, d.remaining, d.address_blocked) for d in calls] == [
+        (True, 2, False),
+        (True, 1, False),
+        (True, 0, False),
+        (False, 0, False),
+    ]
+    assert calls[-1].retry_after == 20  # the key's rate: 3 a minute
+
+    guesses = [limit.failed("10.0.0.2", 2) for _ in range(3)]
+    assert [(d.allowed, d.address_blocked) for d in guesses] == [(True, False), (True, False), (False, True)]
+    refused = limit.admit("10.0.0.2", "key-b", per_minute=3, failures_per_minute=2)
+    assert (refused.allowed, refused.address_blocked) == (False, True)
+    assert refused.retry_after == 30  # the address's rate: 2 refused keys a minute
+    # Nothing was taken from the key: from another address it has its whole minute.
+    assert limit.admit("10.0.0.3", "key-b", per_minute=3, failures_per_minute=2).remaining == 2
+    limit.close()
+
+
 def test_without_redis_calls_are_served(tmp_path) -> None:
     limit = KeyRateLimit(f"unix://{tmp_path / 'no-redis.sock'}")
     decision = limit.hit("key-a", 1)
     assert decision.allowed
     assert limit.hit("key-a", 1).allowed
+    assert limit.admit("10.0.0.1", "key-a", 1, 1).allowed
