@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from provisioning.api_keys.models import ApiKey
@@ -23,8 +23,12 @@ def by_create_nonce(session: Session, workspace_id: str, nonce: str) -> ApiKey |
     )
 
 
+# Run on every tenant API call: built once, not per call.
+_BY_LOOKUP_ID = select(ApiKey).where(ApiKey.lookup_id == bindparam("lookup_id"))
+
+
 def by_lookup_id(session: Session, lookup_id: str) -> ApiKey | None:
-    return session.scalar(select(ApiKey).where(ApiKey.lookup_id == lookup_id))
+    return session.scalar(_BY_LOOKUP_ID, {"lookup_id": lookup_id})
 
 
 def lookup_id_taken(session: Session, lookup_id: str) -> bool:

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
-from sqlalchemy import false, func, literal, null, or_, select, text, union_all, update
+from sqlalchemy import (
+    BindParameter,
+    CompoundSelect,
+    Select,
+    Table,
+    bindparam,
+    false,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from provisioning.billing.models import (
@@ -36,48 +51,69 @@ class KnownState(NamedTuple):
     meters: list[dict[str, Any]]
 
 
+def _known_state_statements() -> tuple[Select[Any], CompoundSelect[Any]]:
+    """The state read's two statements, built once: the tenant API runs them on every state call,
+    and building them cost more than running them."""
+    customers = cast(Table, BillingCustomer.__table__).c
+    subscriptions = cast(Table, BillingSubscription.__table__).c
+    grants = cast(Table, BillingGrant.__table__).c
+    integration_id: BindParameter[str] = bindparam("integration_id")
+    customer_id: BindParameter[str] = bindparam("customer_polar_id")
+    customer = (
+        select(customers.polar_id, customers.state_at, customers.meters)
+        .where(
+            customers.integration_id == integration_id,
+            customers.external_id == bindparam("external_id"),
+            customers.deleted_at.is_(None),
+        )
+        .order_by(customers.version.desc().nulls_last())
+        .limit(1)
+    )
+    active = or_(  # plain parameters: an IN list is expanded anew on every run
+        *(
+            subscriptions.status == bindparam(f"active_{n}", status)
+            for n, status in enumerate(ACTIVE_SUBSCRIPTION_STATUSES)
+        )
+    )
+    state = union_all(
+        select(
+            literal("s").label("kind"),
+            subscriptions.polar_id,
+            subscriptions.plan_id.label("first"),
+            subscriptions.status.label("second"),
+            subscriptions.current_period_end,
+            subscriptions.cancel_at_period_end,
+        ).where(
+            subscriptions.integration_id == integration_id,
+            subscriptions.customer_polar_id == customer_id,
+            active,
+        ),
+        select(literal("g"), grants.polar_id, grants.benefit_id, grants.benefit_key, null(), false()).where(
+            grants.integration_id == integration_id,
+            grants.customer_polar_id == customer_id,
+            grants.is_granted.is_(True),
+        ),
+    ).order_by("kind", "polar_id")
+    return customer, state
+
+
+_KNOWN_CUSTOMER, _KNOWN_STATE = _known_state_statements()
+
+
 def known_state(session: Session, integration_id: str, external_id: str) -> KnownState | None:
     """The state of the live customer with that external id (Polar keeps external ids unique per
     organization; a deleted customer's id may be taken again, so the newest live row wins): its
     active subscriptions and granted benefits in one ``UNION ALL``; None until a
-    ``customer.state_changed`` for it arrived."""
-    customer = session.execute(
-        select(BillingCustomer.polar_id, BillingCustomer.state_at, BillingCustomer.meters)
-        .where(
-            BillingCustomer.integration_id == integration_id,
-            BillingCustomer.external_id == external_id,
-            BillingCustomer.deleted_at.is_(None),
-        )
-        .order_by(BillingCustomer.version.desc().nulls_last())
-        .limit(1)
+    ``customer.state_changed`` for it arrived. Core statements on the session's connection."""
+    connection = session.connection()
+    customer = connection.execute(
+        _KNOWN_CUSTOMER, {"integration_id": integration_id, "external_id": external_id}
     ).first()
     if customer is None or customer.state_at is None:
         return None
-    subscriptions = select(
-        literal("s").label("kind"),
-        BillingSubscription.polar_id,
-        BillingSubscription.plan_id.label("first"),
-        BillingSubscription.status.label("second"),
-        BillingSubscription.current_period_end,
-        BillingSubscription.cancel_at_period_end,
-    ).where(
-        BillingSubscription.integration_id == integration_id,
-        BillingSubscription.customer_polar_id == customer.polar_id,
-        BillingSubscription.status.in_(ACTIVE_SUBSCRIPTION_STATUSES),
-    )
-    grants = select(
-        literal("g"),
-        BillingGrant.polar_id,
-        BillingGrant.benefit_id,
-        BillingGrant.benefit_key,
-        null(),
-        false(),
-    ).where(
-        BillingGrant.integration_id == integration_id,
-        BillingGrant.customer_polar_id == customer.polar_id,
-        BillingGrant.is_granted.is_(True),
-    )
-    rows: Sequence[Any] = session.execute(union_all(subscriptions, grants).order_by("kind", "polar_id")).all()
+    rows: Sequence[Any] = connection.execute(
+        _KNOWN_STATE, {"integration_id": integration_id, "customer_polar_id": customer.polar_id}
+    ).all()
     return KnownState(
         subscriptions=[(r[1], r[2], r[3], r[4], bool(r[5])) for r in rows if r[0] == "s"],
         grants=[(r[1], r[2], r[3]) for r in rows if r[0] == "g"],
