@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,10 +30,11 @@ from provisioning.errors import ConnectPolarError
 from provisioning.ids import new_id
 from provisioning.integrations.models import IntegrationStatus
 from provisioning.integrations.service import SecretIntegrityError, decrypt_secret
-from provisioning.observability import logs, metrics
+from provisioning.observability import metrics
 from provisioning.webhooks import repository
 from provisioning.webhooks.models import EventStatus
 
+log = logging.getLogger(__name__)
 # The job that processes a connection's recorded events (``billing.tasks``), nudged after commit.
 PROCESS_EVENTS = "provisioning.billing.tasks.process"
 # Headers kept with the body: what was signed besides it (never the signature itself).
@@ -89,16 +91,15 @@ def receive(
         metrics.WEBHOOKS_REJECTED.labels(exc.reason).inc()
         raise
     metrics.WEBHOOKS_RECORDED.labels("duplicate" if receipt.duplicate else "recorded").inc()
-    integration_id = receipt.integration_id
     if not receipt.duplicate:
+        integration_id = receipt.integration_id
         background.nudge(settings.redis_url, PROCESS_EVENTS, processing_key(integration_id), integration_id)
-    # No line of its own: the request's own line (gunicorn's access line) carries these.
-    logs.bind(
-        webhook_id=receipt.webhook_id,
-        event_type=receipt.event_type,
-        integration_id=integration_id,
-        duplicate=receipt.duplicate,
-    )
+        log.info(
+            "webhook %s (%s) received for integration %s",
+            receipt.webhook_id,
+            receipt.event_type,
+            integration_id,
+        )
     return receipt
 
 
