@@ -22,7 +22,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from provisioning.billing.models import (
     ACTIVE_SUBSCRIPTION_STATUSES,
@@ -38,9 +38,17 @@ T = TypeVar("T", BillingCustomer, BillingSubscription, BillingOrder, BillingGran
 
 
 def find(session: Session, model: type[T], integration_id: str, polar_id: str) -> T | None:
-    return session.scalar(
-        select(model).where(model.integration_id == integration_id, model.polar_id == polar_id)
+    statement = _FIND.get(model)
+    if statement is None:  # built once per model: processing looks objects up for every event
+        statement = _FIND[model] = select(model).where(
+            model.integration_id == bindparam("integration_id"), model.polar_id == bindparam("polar_id")
+        )
+    return cast(
+        "T | None", session.scalar(statement, {"integration_id": integration_id, "polar_id": polar_id})
     )
+
+
+_FIND: dict[type[Any], Select[Any]] = {}
 
 
 class KnownState(NamedTuple):
@@ -183,9 +191,11 @@ def lock_integration(session: Session, integration_id: str) -> None:
 def due_events(
     session: Session, integration_id: str, now: datetime, limit: int
 ) -> Sequence[PolarWebhookEvent]:
-    """Pending events of the connection that are due, oldest delivery first."""
+    """Pending events of the connection that are due, oldest delivery first (without their raw
+    bodies: processing reads the payload)."""
     return session.scalars(
         select(PolarWebhookEvent)
+        .options(defer(PolarWebhookEvent.raw_body))
         .where(
             PolarWebhookEvent.integration_id == integration_id,
             PolarWebhookEvent.status == EventStatus.PENDING,
