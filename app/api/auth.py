@@ -5,7 +5,8 @@ A missing, malformed, unknown, wrong, revoked or expired key gets the same 401, 
 nothing about which; an address that sent ``FAILURES_PER_MINUTE`` of them (30) within a minute is
 refused (429) whatever key it sends, a right guess included. A valid key is paced by its rate limit
 (429 with ``Retry-After``; one Redis round trip checks the address and takes from the key's bucket)
-and its use recorded (at most once a minute); the view finds it in ``current_key()``.
+and its use recorded (at most once a minute); the view finds it in ``current_key()``, and
+the workspace's connection in the key's mode, read in the same statement, in ``current_connection()``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from provisioning.api_keys import service as api_keys
 from provisioning.api_keys.models import ApiKey
 from provisioning.api_keys.throttle import DEFAULT_PER_MINUTE, FAILURES_PER_MINUTE, KeyRateLimit
 from provisioning.config import Settings
+from provisioning.integrations.models import PolarIntegration
 from provisioning.observability import logs
 
 P = ParamSpec("P")
@@ -62,6 +64,12 @@ def current_key() -> ApiKey:
     return key
 
 
+def current_connection() -> PolarIntegration | None:
+    """The key's workspace's connection in its mode (None without one), read with the key."""
+    connection: PolarIntegration | None = g.api_connection
+    return connection
+
+
 def api_key_required(view: Callable[P, Response]) -> Callable[P, Response]:
     @wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
@@ -70,11 +78,12 @@ def api_key_required(view: Callable[P, Response]) -> Callable[P, Response]:
         address = request.remote_addr or "unknown"
         failures = int(current_app.config.get(FAILURES_CONFIG, FAILURES_PER_MINUTE))
         db = db_session()
-        key = api_keys.verify(db, presented) if presented is not None else None
-        if key is None:
+        verified = api_keys.verify_with_connection(db, presented) if presented is not None else None
+        if verified is None:
             db.rollback()
             refused = limiter.failed(address, failures)
             return _unauthorized() if refused.allowed else _address_refused(refused.retry_after)
+        key = verified.key
         per_minute = int(current_app.config.get(RATE_CONFIG, DEFAULT_PER_MINUTE))
         decision = limiter.admit(address, key.id, per_minute, failures)
         if decision.address_blocked:
@@ -92,6 +101,7 @@ def api_key_required(view: Callable[P, Response]) -> Callable[P, Response]:
         if api_keys.record_use(db, key):
             db.commit()  # else nothing to commit: the view goes on in the same transaction
         g.api_key = key
+        g.api_connection = verified.connection
         return view(*args, **kwargs)
 
     return wrapper

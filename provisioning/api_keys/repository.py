@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from provisioning.api_keys.models import ApiKey
+from provisioning.integrations.models import PolarIntegration
 
 
 def add(session: Session, key: ApiKey) -> ApiKey:
@@ -29,6 +30,28 @@ _BY_LOOKUP_ID = select(ApiKey).where(ApiKey.lookup_id == bindparam("lookup_id"))
 
 def by_lookup_id(session: Session, lookup_id: str) -> ApiKey | None:
     return session.scalar(_BY_LOOKUP_ID, {"lookup_id": lookup_id})
+
+
+# The key and its workspace's connection in the key's environment (one at most: unique per
+# workspace and environment), read together: every tenant API call needs both.
+_WITH_CONNECTION = (
+    select(ApiKey, PolarIntegration)
+    .outerjoin(
+        PolarIntegration,
+        and_(
+            PolarIntegration.workspace_id == ApiKey.workspace_id,
+            PolarIntegration.environment == ApiKey.environment,
+        ),
+    )
+    .where(ApiKey.lookup_id == bindparam("lookup_id"))
+)
+
+
+def by_lookup_id_with_connection(
+    session: Session, lookup_id: str
+) -> tuple[ApiKey, PolarIntegration | None] | None:
+    row = session.execute(_WITH_CONNECTION, {"lookup_id": lookup_id}).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 def lookup_id_taken(session: Session, lookup_id: str) -> bool:

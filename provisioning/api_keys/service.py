@@ -25,7 +25,7 @@ from provisioning.config import Settings
 from provisioning.db import utcnow
 from provisioning.errors import ConnectPolarError
 from provisioning.integrations import repository as integrations
-from provisioning.integrations.models import IntegrationStatus
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 
 LOOKUP_ALPHABET = string.ascii_lowercase + string.digits
 LOOKUP_LENGTH = 12
@@ -168,19 +168,34 @@ def create(
     return CreatedKey(key, plaintext)
 
 
+@dataclass(frozen=True)
+class VerifiedKey:
+    key: ApiKey
+    connection: PolarIntegration | None  # the workspace's, in the key's environment, read with it
+
+
 def verify(session: Session, presented: str, now: datetime | None = None) -> ApiKey | None:
     """The key ``presented`` is, if it is one and may be used now (not revoked, not expired);
     ``None`` for anything else, whatever the reason."""
+    verified = verify_with_connection(session, presented, now)
+    return verified.key if verified is not None else None
+
+
+def verify_with_connection(
+    session: Session, presented: str, now: datetime | None = None
+) -> VerifiedKey | None:
+    """:func:`verify`, with the key's connection read in the same statement (the tenant API's)."""
     now = now or utcnow()
     digest = hash_key(presented)
     match = KEY_RE.fullmatch(presented)
-    key = repository.by_lookup_id(session, match["lookup"]) if match else None
-    if key is None or match is None or key.mode != match["mode"]:
+    found = repository.by_lookup_id_with_connection(session, match["lookup"]) if match else None
+    if found is None or match is None or found[0].mode != match["mode"]:
         hmac.compare_digest(digest, _NO_KEY_HASH)
         return None
+    key, connection = found
     if not hmac.compare_digest(digest, key.key_hash):
         return None
-    return key if key.usable(now) else None
+    return VerifiedKey(key, connection) if key.usable(now) else None
 
 
 def record_use(session: Session, key: ApiKey, now: datetime | None = None) -> bool:

@@ -44,8 +44,16 @@ def ready_connection(
     session: Session, settings: Settings, workspace_id: str, environment: PolarEnvironment
 ) -> PolarIntegration:
     """The workspace's ready connection to ``environment``, or :class:`NotReady` saying why not."""
-    mode = _mode(environment)
     integration = integrations.for_workspace(session, workspace_id, environment)
+    return ready(session, settings, integration, environment)
+
+
+def ready(
+    session: Session, settings: Settings, integration: PolarIntegration | None, environment: PolarEnvironment
+) -> PolarIntegration:
+    """``integration`` (a workspace's connection to ``environment``, None without one) if it is
+    ready, or :class:`NotReady` saying why not."""
+    mode = _mode(environment)
     if integration is None or integration.status == IntegrationStatus.NOT_CONNECTED:
         raise NotReady(
             f"This workspace has no {mode} Polar connection. Its owner connects Polar in {mode} on "

@@ -57,6 +57,29 @@ def test_a_key_is_shown_once_and_only_its_hash_is_kept(
     assert _create(session, settings, owner).plaintext != plaintext
 
 
+def test_a_verified_key_comes_with_its_modes_connection_only(
+    session: Session, settings: Settings, owner: Owner, connection: PolarIntegration
+) -> None:
+    plaintext = _create(session, settings, owner).plaintext
+    session.add(
+        PolarIntegration(
+            workspace_id=owner.workspace_id,
+            environment=PolarEnvironment.PRODUCTION,
+            status=IntegrationStatus.READY,
+        )
+    )
+    session.commit()
+
+    verified = service.verify_with_connection(session, plaintext, NOW)
+    assert verified is not None and verified.key.mode is KeyMode.TEST
+    assert verified.connection is not None and verified.connection.id == connection.id
+    session.delete(connection)  # live mode only now: a test key has no connection, not the live one
+    session.commit()
+    verified = service.verify_with_connection(session, plaintext, NOW)
+    assert verified is not None and verified.connection is None
+    assert service.verify_with_connection(session, plaintext[:-1] + "x", NOW) is None
+
+
 def test_verify_finds_the_key_and_nothing_else(
     session: Session, settings: Settings, owner: Owner, connection: PolarIntegration
 ) -> None:
