@@ -32,6 +32,16 @@ def connection(session: Session, owner: Owner) -> PolarIntegration:
     return integration
 
 
+def _live_connection(session: Session, owner: Owner) -> None:
+    live = PolarIntegration(
+        workspace_id=owner.workspace_id,
+        environment=PolarEnvironment.PRODUCTION,
+        status=IntegrationStatus.READY,
+    )
+    session.add(live)
+    session.commit()
+
+
 def _create(session: Session, settings: Settings, owner: Owner, **kwargs) -> service.CreatedKey:
     kwargs = {"name": "deploy", "mode": KeyMode.TEST, "now": NOW, **kwargs}
     created = service.create(session, settings, workspace_id=owner.workspace_id, **kwargs)
@@ -61,14 +71,7 @@ def test_a_verified_key_comes_with_its_modes_connection_only(
     session: Session, settings: Settings, owner: Owner, connection: PolarIntegration
 ) -> None:
     plaintext = _create(session, settings, owner).plaintext
-    session.add(
-        PolarIntegration(
-            workspace_id=owner.workspace_id,
-            environment=PolarEnvironment.PRODUCTION,
-            status=IntegrationStatus.READY,
-        )
-    )
-    session.commit()
+    _live_connection(session, owner)
 
     verified = service.verify_with_connection(session, plaintext, NOW)
     assert verified is not None and verified.key.mode is KeyMode.TEST
@@ -184,14 +187,7 @@ def test_keys_exist_only_in_modes_the_workspace_is_connected_in(
     with pytest.raises(ApiKeyRefused, match="no test-mode Polar connection"):
         _create(session, settings, owner)
     # Live mode: connected, but not served by this deployment (sandbox only).
-    session.add(
-        PolarIntegration(
-            workspace_id=owner.workspace_id,
-            environment=PolarEnvironment.PRODUCTION,
-            status=IntegrationStatus.READY,
-        )
-    )
-    session.commit()
+    _live_connection(session, owner)
     assert not settings.serves(PolarEnvironment.PRODUCTION)
     assert service.available_modes(session, settings, owner.workspace_id) == []
 
