@@ -14,6 +14,12 @@ HEADER = "X-Request-Id"
 WELL_FORMED = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+def request_id_from(given: str) -> str:
+    """The id of a request that sent ``given`` as its ``X-Request-Id``: that, when well formed,
+    else a new one (32 hex digits, as ``uuid4().hex`` looks, without building a UUID)."""
+    return given if WELL_FORMED.match(given) else os.urandom(16).hex()
+
+
 def request_id() -> str:
     return str(g.get("request_id") or "")
 
@@ -21,10 +27,7 @@ def request_id() -> str:
 def init_app(app: Flask) -> None:
     @app.before_request
     def _assign() -> None:
-        given = request.headers.get(HEADER, "")
-        g.request_id = (
-            given if WELL_FORMED.match(given) else os.urandom(16).hex()
-        )  # as uuid4().hex looks, without building a UUID
+        g.request_id = request_id_from(request.headers.get(HEADER, ""))
         # Every log line of this request (and gunicorn's access line after it) carries the ids.
         logs.clear()
         logs.bind(request_id=g.request_id, workspace_id=(request.view_args or {}).get("workspace_id"))

@@ -10,6 +10,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from flask import Flask, Response, abort, request
 
+HSTS = "max-age=63072000; includeSubDomains"  # production: HTTPS only, for two years
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 # Undecodable bytes reach a view either as U+FFFD or as a literal "%FF", depending on the parser.
 REPLACEMENT = "\ufffd"
@@ -82,7 +83,7 @@ def init_app(
         if on_callback:
             response.headers["Cache-Control"] = "no-store"
         if https_only:
-            response.headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response
 
 

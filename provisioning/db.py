@@ -100,7 +100,7 @@ def insert_once(session: Session, model: type[Base], values: dict[str, Any], uni
 
 
 class DriverConnection(NamedTuple):
-    """A DB-API connection and its SQLAlchemy dialect (:meth:`Database.autocommit_driver`)."""
+    """A DB-API connection and its SQLAlchemy dialect (:meth:`Database.autocommit`)."""
 
     dbapi: Any
     dialect: Dialect

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
 from app.requests import HEADER as REQUEST_ID_HEADER
-from app.requests import WELL_FORMED as WELL_FORMED_REQUEST_ID
+from app.requests import request_id_from
+from app.security import HSTS
 from provisioning.config import Settings
 from provisioning.connect.switch import retired_webhook_path
 from provisioning.db import get_database
@@ -61,15 +61,14 @@ class WebhookIngress:
             ("Referrer-Policy", "no-referrer"),
         ]
         if settings.is_production:
-            headers.append(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+            headers.append(("Strict-Transport-Security", HSTS))
         self.headers = headers
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
         if not path.startswith(PATH_PREFIX):
             return self.wrapped(environ, start_response)
-        given = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = given if WELL_FORMED_REQUEST_ID.match(given) else os.urandom(16).hex()
+        request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID", ""))
         logs.clear()
         logs.bind(request_id=request_id)
         try:

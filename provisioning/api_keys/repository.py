@@ -24,12 +24,8 @@ def by_create_nonce(session: Session, workspace_id: str, nonce: str) -> ApiKey |
     )
 
 
-# Run on every tenant API call: built once, not per call.
-_BY_LOOKUP_ID = select(ApiKey).where(ApiKey.lookup_id == bindparam("lookup_id"))
-
-
 def by_lookup_id(session: Session, lookup_id: str) -> ApiKey | None:
-    return session.scalar(_BY_LOOKUP_ID, {"lookup_id": lookup_id})
+    return session.scalar(select(ApiKey).where(ApiKey.lookup_id == lookup_id))
 
 
 # The key and its workspace's connection in the key's environment (one at most: unique per

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PER_MINUTE = 600
 KEY_PREFIX = "connect-polar:api-key-rate:"
 
-# Token buckets in Lua: ``take`` counts one call (allowed, or the seconds until one is), ``peek``
-# reads a bucket without taking from it. Each bucket is a hash of its tokens and when they were
+# Token buckets in Lua: ``take`` counts one call (allowed, or the seconds until one is),
+# ``tokens_of`` reads a bucket without taking from it. Each bucket is a hash of its tokens and when they were
 # counted, stamped with Redis's clock; the numbers go out as strings (Lua would truncate them).
 _BUCKETS = """
 local clock = redis.call('TIME')
@@ -88,19 +88,12 @@ class KeyRateLimit:
     def hit(self, key_id: str, per_minute: int = DEFAULT_PER_MINUTE) -> Decision:
         """Count one call of the key; whether it is allowed, and if not, when to retry."""
         per_minute = max(1, per_minute)
-        try:
-            allowed, wait, remaining = self._take(
-                keys=[KEY_PREFIX + key_id], args=[per_minute, per_minute / 60.0]
-            )
-        except redis.exceptions.RedisError as exc:
-            log.warning("API key rate limit unavailable (%s): call served unpaced", type(exc).__name__)
-            return Decision(True, 0, per_minute)
-        return _decision(allowed, wait, remaining)
+        return self._run(self._take, [KEY_PREFIX + key_id], [per_minute, per_minute / 60.0], per_minute)
 
     def failed(self, address: str, per_minute: int = FAILURES_PER_MINUTE) -> Decision:
         """One refused key from ``address``; not allowed once the address sent too many lately."""
         decision = self.hit(f"failures:{address}", per_minute)
-        return Decision(decision.allowed, decision.retry_after, decision.remaining, not decision.allowed)
+        return replace(decision, address_blocked=not decision.allowed)
 
     def admit(
         self,
@@ -113,23 +106,20 @@ class KeyRateLimit:
         is out of refused keys (whatever key it sends now, a right guess included, so guessing
         gains nothing), else counted against the key's rate."""
         per_minute, failures_per_minute = max(1, per_minute), max(1, failures_per_minute)
+        keys = [KEY_PREFIX + f"failures:{address}", KEY_PREFIX + key_id]
+        args = [failures_per_minute, failures_per_minute / 60.0, per_minute, per_minute / 60.0]
+        return self._run(self._admit, keys, args, per_minute)
+
+    def _run(self, script: Any, keys: list[str], args: list[float], per_minute: int) -> Decision:
+        """A script's answer ``{allowed, wait, left[, address blocked]}`` as a decision."""
         try:
-            allowed, wait, remaining, blocked = self._admit(
-                keys=[KEY_PREFIX + f"failures:{address}", KEY_PREFIX + key_id],
-                args=[failures_per_minute, failures_per_minute / 60.0, per_minute, per_minute / 60.0],
-            )
+            allowed, wait, remaining, *blocked = script(keys=keys, args=args)
         except redis.exceptions.RedisError as exc:
             log.warning("API key rate limit unavailable (%s): call served unpaced", type(exc).__name__)
             return Decision(True, 0, per_minute)
-        decision = _decision(allowed, wait, remaining)
-        return Decision(decision.allowed, decision.retry_after, decision.remaining, bool(int(blocked)))
+        if int(allowed):
+            return Decision(True, 0, int(float(remaining)))
+        return Decision(False, max(1, math.ceil(float(wait))), 0, bool(blocked and int(blocked[0])))
 
     def close(self) -> None:
         self._redis.close()
-
-
-def _decision(allowed: Any, wait: Any, remaining: Any) -> Decision:
-    """From the script's answer (Redis's integers, and numbers as bytes)."""
-    if int(allowed):
-        return Decision(True, 0, int(float(remaining)))
-    return Decision(False, max(1, math.ceil(float(wait))), 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, column, select, table, update
+from sqlalchemy import column, select, table, update
 from sqlalchemy.orm import Session
 
 from provisioning.config import PolarEnvironment
@@ -26,21 +26,10 @@ def for_workspace(
     session: Session, workspace_id: str, environment: str | None = None
 ) -> PolarIntegration | None:
     """The workspace's connection to ``environment``; without one, its only (or first) connection."""
-    if environment is not None:  # every tenant API call: a statement built once
-        params = {"workspace_id": workspace_id, "environment": environment}
-        return session.scalars(_IN_ENVIRONMENT, params).first()
     query = select(PolarIntegration).where(PolarIntegration.workspace_id == workspace_id)
+    if environment is not None:
+        query = query.where(PolarIntegration.environment == environment)
     return session.scalars(query.order_by(PolarIntegration.created_at)).first()
-
-
-_IN_ENVIRONMENT = (
-    select(PolarIntegration)
-    .where(
-        PolarIntegration.workspace_id == bindparam("workspace_id"),
-        PolarIntegration.environment == bindparam("environment"),
-    )
-    .order_by(PolarIntegration.created_at)
-)
 
 
 def all_for_workspace(session: Session, workspace_id: str) -> list[PolarIntegration]:
