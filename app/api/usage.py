@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from app.api.auth import api_key_required, current_key
+from app.api.auth import api_key_required, current_connection, current_key
 from app.api.errors import error_response
 from app.api.views import _body, _json, _polar_error, bp
 from app.database import db_session, settings
@@ -33,7 +33,7 @@ def record_usage() -> Response:
     key = current_key()
     session = db_session()
     try:
-        connection = usage.usage_connection(session, settings(), key.workspace_id, key.environment)
+        connection = usage.usage_connection(session, settings(), current_connection(), key.environment)
     except NotReady as exc:
         session.rollback()
         return error_response(409, "not_ready", str(exc))

@@ -28,8 +28,10 @@ STATE_SOURCES = ("auto", "polar")
 
 
 def _connection(key: ApiKey) -> PolarIntegration | Response:
+    """The key's connection, read with the key (``auth.current_connection``), if it is ready; else
+    409 saying why not."""
     try:
-        return tenant.ready_connection(db_session(), settings(), key.workspace_id, key.environment)
+        return tenant.ready(db_session(), settings(), auth.current_connection(), key.environment)
     except NotReady as exc:
         return error_response(409, "not_ready", str(exc))
 

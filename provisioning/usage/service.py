@@ -41,7 +41,7 @@ from provisioning.polar.errors import PolarBusy, ProvisioningError
 from provisioning.ratelimit import lanes
 from provisioning.tenant import billing
 from provisioning.tenant.billing import InvalidRequest, PermissionsUpgrade
-from provisioning.tenant.service import NotReady, ready_connection
+from provisioning.tenant.service import NotReady, ready
 from provisioning.usage import repository
 from provisioning.usage.models import UsageEvent, UsageStatus
 
@@ -175,19 +175,19 @@ def usage_request(body: object, *, now: datetime | None = None) -> list[NewEvent
 
 
 def usage_connection(
-    session: Session, settings: Settings, workspace_id: str, environment: PolarEnvironment
+    session: Session, settings: Settings, integration: PolarIntegration | None, environment: PolarEnvironment
 ) -> PolarIntegration:
-    """The connection a key's usage goes to: it must exist and hold a grant to its organization
-    (a run may be under way); :class:`NotReady` saying why not, or :class:`PermissionsUpgrade`
-    when the grant lacks ``events:write``."""
-    integration = integrations.for_workspace(session, workspace_id, environment)
+    """The connection a key's usage goes to (``integration``: the key's workspace's connection to
+    ``environment``, None without one): it must exist and hold a grant to its organization (a run
+    may be under way); :class:`NotReady` saying why not, or :class:`PermissionsUpgrade` when the
+    grant lacks ``events:write``."""
     if not (
         integration is not None
         and integration.status in ACCEPTING
         and integration.polar_org_id
         and settings.serves(environment)
     ):
-        integration = ready_connection(session, settings, workspace_id, environment)  # says why not
+        integration = ready(session, settings, integration, environment)  # says why not
         if not integration.polar_org_id:
             raise NotReady("The connection has no Polar organization yet: try again in a minute.")
     missing = billing.missing_scopes(integration, USAGE_SCOPES)
