@@ -8,7 +8,12 @@ from provisioning.catalog.models import PlanCatalogRevision
 from provisioning.connect.models import PolarConnectAttempt, PolarConnectionSwitch
 from provisioning.drift.models import CatalogDrift
 from provisioning.forwarding.models import EventForwardDelivery, EventForwardEndpoint
-from provisioning.integrations.models import IntegrationStatus, PolarIntegration, PolarProductMapping
+from provisioning.integrations.models import (
+    IntegrationStatus,
+    PolarIntegration,
+    PolarMeterMapping,
+    PolarProductMapping,
+)
 from provisioning.runs.models import ProvisioningRun, ProvisioningStep, RunStatus, StepStatus
 from provisioning.usage.models import UsageEvent
 from provisioning.webhooks.models import PolarWebhookEvent
@@ -29,6 +34,7 @@ __all__ = [
     "PolarConnectAttempt",
     "PolarConnectionSwitch",
     "PolarIntegration",
+    "PolarMeterMapping",
     "PolarProductMapping",
     "PolarWebhookEvent",
     "ProvisioningRun",

@@ -64,14 +64,16 @@ def _polar_state(database: Database, settings: Settings, integration_id: str) ->
     )
 
 
-def _comparable_polar(state: dict[str, Any], plans: dict[str, str]) -> dict[str, Any]:
+def _comparable_polar(state: dict[str, Any], plans: dict[str, str], meters: dict[str, str]) -> dict[str, Any]:
     return {
         "subscriptions": sorted(
             (s["id"], plans.get(s["product_id"]), s["status"], bool(s["cancel_at_period_end"]))
             for s in state["active_subscriptions"]
         ),
         "grants": sorted((g["id"], g["benefit_id"]) for g in state["granted_benefits"]),
-        "meters": sorted((m["meter_id"], m["balance"]) for m in state["active_meters"]),
+        "meters": sorted(
+            (meters.get(m["meter_id"]), m["meter_id"], m["balance"]) for m in state["active_meters"]
+        ),
     }
 
 
@@ -84,7 +86,7 @@ def _comparable_local(state: dict[str, Any] | None) -> dict[str, Any]:
             for s in state["active_subscriptions"]
         ),
         "grants": sorted((g["id"], g["benefit_id"]) for g in state["granted_benefits"]),
-        "meters": sorted((m["meter"], m["balance"]) for m in state["meters"]),
+        "meters": sorted((m["meter"], m["meter_id"], m["balance"]) for m in state["meters"]),
     }
 
 
@@ -101,6 +103,7 @@ class Tenant:
             self.org_id = integration.polar_org_id
             self.endpoint_id = integration.webhook_endpoint_id
             self.plans = {m.polar_product_id: m.plan_id for m in integration.product_mappings}
+            self.meters = {m.polar_meter_id: m.meter_id for m in integration.meter_mappings}
         self.products = {plan: product for product, plan in self.plans.items()}
         self.raised = 0
 
@@ -116,7 +119,9 @@ class Tenant:
 
     def assert_matches_polar(self) -> dict[str, Any]:
         local = _comparable_local(self.local())
-        polar = _comparable_polar(_polar_state(self.database, self.settings, self.integration_id), self.plans)
+        polar = _comparable_polar(
+            _polar_state(self.database, self.settings, self.integration_id), self.plans, self.meters
+        )
         assert local == polar, self.describe()
         return local
 

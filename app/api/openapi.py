@@ -469,10 +469,17 @@ DOCUMENT: dict[str, Any] = {
                         "type": "array",
                         "items": {
                             "type": "object",
-                            "required": ["meter", "balance", "consumed_units", "credited_units"],
+                            "required": ["meter", "meter_id", "balance", "consumed_units", "credited_units"],
                             "additionalProperties": False,
                             "properties": {
-                                "meter": {"type": "string", "description": "The meter's id at Polar"},
+                                "meter": {
+                                    **_NULLABLE_STRING,
+                                    "description": (
+                                        "The catalog's meter id, as `GET /plans` names meters (null: not "
+                                        "a catalog meter, or the connection's next run has not mapped it yet)"
+                                    ),
+                                },
+                                "meter_id": {"type": "string", "description": "The meter's id at Polar"},
                                 "balance": {"type": "number"},
                                 "consumed_units": {"type": "number"},
                                 "credited_units": {"type": "number"},

@@ -198,14 +198,12 @@ def state_of(answer: dict[str, Any], catalog: Catalog | None) -> State:
         names.get(str(grant.get("benefit")), str(grant.get("benefit") or grant.get("benefit_id")))
         for grant in answer.get("granted_benefits") or []
     ]
-    # The state names each meter by Polar's id, the plans by the catalog's: when the catalog has a
-    # single meter, every meter of the customer's is that one.
-    only_meter = None
-    if catalog and len(catalog.meter_names) == 1:
-        only_meter = next(iter(catalog.meter_names.values()))
+    meter_names = catalog.meter_names if catalog else {}
     meters = [
         MeterView(
-            name=only_meter or f"Meter {meter.get('meter')}",
+            # The state names a catalog meter by its catalog id, as the plans do; another by Polar's.
+            name=meter_names.get(str(meter.get("meter")))
+            or str(meter.get("meter") or f"Meter {meter.get('meter_id')}"),
             balance=_number(meter.get("balance")),
             consumed=_number(meter.get("consumed_units")),
             credited=_number(meter.get("credited_units")),

@@ -31,7 +31,7 @@ from provisioning.billing.models import (
     BillingOrder,
     BillingSubscription,
 )
-from provisioning.integrations.models import PolarIntegration
+from provisioning.integrations.models import PolarIntegration, PolarMeterMapping
 from provisioning.webhooks.models import EventStatus, PolarWebhookEvent
 
 T = TypeVar("T", BillingCustomer, BillingSubscription, BillingOrder, BillingGrant)
@@ -57,6 +57,7 @@ class KnownState(NamedTuple):
     subscriptions: list[tuple[str, str | None, str, datetime | None, bool]]  # id, plan, status, end, cancel
     grants: list[tuple[str, str, str | None]]  # id, benefit id, catalog benefit id
     meters: list[dict[str, Any]]
+    meter_ids: dict[str, str]  # the connection's meters: Polar meter id → catalog meter id
 
 
 def _known_state_statements() -> tuple[Select[Any], CompoundSelect[Any]]:
@@ -65,6 +66,7 @@ def _known_state_statements() -> tuple[Select[Any], CompoundSelect[Any]]:
     customers = cast(Table, BillingCustomer.__table__).c
     subscriptions = cast(Table, BillingSubscription.__table__).c
     grants = cast(Table, BillingGrant.__table__).c
+    meters = cast(Table, PolarMeterMapping.__table__).c
     integration_id: BindParameter[str] = bindparam("integration_id")
     customer_id: BindParameter[str] = bindparam("customer_polar_id")
     customer = (
@@ -101,6 +103,9 @@ def _known_state_statements() -> tuple[Select[Any], CompoundSelect[Any]]:
             grants.customer_polar_id == customer_id,
             grants.is_granted.is_(True),
         ),
+        select(literal("m"), meters.polar_meter_id, meters.meter_id, null(), null(), false()).where(
+            meters.integration_id == integration_id
+        ),
     ).order_by("kind", "polar_id")
     return customer, state
 
@@ -111,7 +116,8 @@ _KNOWN_CUSTOMER, _KNOWN_STATE = _known_state_statements()
 def known_state(session: Session, integration_id: str, external_id: str) -> KnownState | None:
     """The state of the live customer with that external id (Polar keeps external ids unique per
     organization; a deleted customer's id may be taken again, so the newest live row wins): its
-    active subscriptions and granted benefits in one ``UNION ALL``; None until a
+    active subscriptions, granted benefits and the connection's meter mappings in one ``UNION ALL``;
+    None until a
     ``customer.state_changed`` for it arrived. Core statements on the session's connection."""
     connection = session.connection()
     customer = connection.execute(
@@ -126,6 +132,7 @@ def known_state(session: Session, integration_id: str, external_id: str) -> Know
         subscriptions=[(r[1], r[2], r[3], r[4], bool(r[5])) for r in rows if r[0] == "s"],
         grants=[(r[1], r[2], r[3]) for r in rows if r[0] == "g"],
         meters=list(customer.meters or []),
+        meter_ids={r[1]: r[2] for r in rows if r[0] == "m"},
     )
 
 

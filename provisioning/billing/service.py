@@ -6,7 +6,7 @@ Nothing here commits: ``billing.tasks`` owns the transactions (one per batch of 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -171,14 +171,17 @@ def customer_state(
             {"id": polar_id, "benefit_id": benefit_id, "benefit": key}
             for polar_id, benefit_id, key in known.grants
         ],
-        "meters": [meter_view(m) for m in known.meters],
+        "meters": [meter_view(m, known.meter_ids) for m in known.meters],
     }
 
 
-def meter_view(meter: dict[str, Any]) -> dict[str, Any]:
-    """One of Polar's ``CustomerStateMeter`` as the tenant API answers it (from either source)."""
+def meter_view(meter: dict[str, Any], meter_ids: Mapping[str, str]) -> dict[str, Any]:
+    """One of Polar's ``CustomerStateMeter`` as the tenant API answers it (from either source):
+    named by the catalog's meter id through the connection's meter mappings (``meter_ids``: Polar
+    meter id → catalog meter id; null for a meter that is not the catalog's), and by Polar's."""
     return {
-        "meter": meter["meter_id"],
+        "meter": meter_ids.get(meter["meter_id"]),
+        "meter_id": meter["meter_id"],
         "balance": meter.get("balance", 0),
         "consumed_units": meter.get("consumed_units", 0),
         "credited_units": meter.get("credited_units", 0),

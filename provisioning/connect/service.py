@@ -513,6 +513,7 @@ def _forget_organization(integration: PolarIntegration) -> None:
     integration.webhook_endpoint_id = None
     integration.webhook_secret = None
     integration.product_mappings.clear()
+    integration.meter_mappings.clear()
 
 
 def _set_organization(integration: PolarIntegration, org: dict[str, Any]) -> None:

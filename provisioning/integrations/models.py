@@ -95,6 +95,9 @@ class PolarIntegration(Base):
     product_mappings: Mapped[list[PolarProductMapping]] = relationship(
         back_populates="integration", cascade="all, delete-orphan", order_by="PolarProductMapping.plan_id"
     )
+    meter_mappings: Mapped[list[PolarMeterMapping]] = relationship(
+        back_populates="integration", cascade="all, delete-orphan", order_by="PolarMeterMapping.meter_id"
+    )
 
 
 class PolarProductMapping(Base):
@@ -111,3 +114,23 @@ class PolarProductMapping(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     integration: Mapped[PolarIntegration] = relationship(back_populates="product_mappings")
+
+
+class PolarMeterMapping(Base):
+    """Which Polar meter is a catalog meter in this connection's organization, saved by each run
+    with the product mappings: Polar's customer states and meter events name meters by Polar's id
+    only."""
+
+    __tablename__ = "polar_meter_mapping"
+    __table_args__ = (UniqueConstraint("integration_id", "meter_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    integration_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("polar_integration.id", ondelete="CASCADE"), index=True
+    )
+    meter_id: Mapped[str] = mapped_column(String(64))  # the catalog's
+    polar_meter_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    integration: Mapped[PolarIntegration] = relationship(back_populates="meter_mappings")

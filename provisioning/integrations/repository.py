@@ -12,7 +12,12 @@ from sqlalchemy.orm import Session
 from provisioning.config import PolarEnvironment
 from provisioning.db import utcnow
 from provisioning.ids import new_id
-from provisioning.integrations.models import IntegrationStatus, PolarIntegration, PolarProductMapping
+from provisioning.integrations.models import (
+    IntegrationStatus,
+    PolarIntegration,
+    PolarMeterMapping,
+    PolarProductMapping,
+)
 
 # The web layer owns ``workspace``; the domain only reads its name.
 workspace_table = table("workspace", column("id"), column("name"))
@@ -169,6 +174,12 @@ def fail_if_provisioning(session: Session, integration_id: str, message: str) ->
 def mappings(session: Session, integration_id: str) -> Sequence[PolarProductMapping]:
     return session.scalars(
         select(PolarProductMapping).where(PolarProductMapping.integration_id == integration_id)
+    ).all()
+
+
+def meter_mappings(session: Session, integration_id: str) -> Sequence[PolarMeterMapping]:
+    return session.scalars(
+        select(PolarMeterMapping).where(PolarMeterMapping.integration_id == integration_id)
     ).all()
 
 

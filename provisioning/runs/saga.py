@@ -25,7 +25,7 @@ from provisioning.catalog import Catalog
 from provisioning.config import Settings
 from provisioning.db import utcnow
 from provisioning.integrations import repository as integrations
-from provisioning.integrations.models import PolarIntegration, PolarProductMapping
+from provisioning.integrations.models import PolarIntegration, PolarMeterMapping, PolarProductMapping
 from provisioning.integrations.service import (
     SecretIntegrityError,
     decrypt_secret,
@@ -189,28 +189,56 @@ def ensure_webhook_endpoint(saga: Saga, record: StepRecord) -> None:
 
 
 def save_mappings(saga: Saga, record: StepRecord) -> None:
+    """The plans' products and the catalog's meters as this run found or made them."""
     saga.guard()
     session, integration = saga.session, saga.integration
-    existing = {m.plan_id: m for m in integrations.mappings(session, integration.id)}
-    for plan_id, product_id in saga.product_ids.items():
-        mapping = existing.pop(plan_id, None)
+    _sync_mappings(
+        session,
+        record,
+        "product_mapping",
+        {m.plan_id: m for m in integrations.mappings(session, integration.id)},
+        saga.product_ids,
+        lambda plan_id, product_id: PolarProductMapping(
+            integration_id=integration.id, plan_id=plan_id, polar_product_id=product_id
+        ),
+        "polar_product_id",
+    )
+    _sync_mappings(
+        session,
+        record,
+        "meter_mapping",
+        {m.meter_id: m for m in integrations.meter_mappings(session, integration.id)},
+        saga.meter_ids,
+        lambda meter_id, polar_id: PolarMeterMapping(
+            integration_id=integration.id, meter_id=meter_id, polar_meter_id=polar_id
+        ),
+        "polar_meter_id",
+    )
+    session.flush()
+    session.expire(integration, ["product_mappings", "meter_mappings"])
+
+
+def _sync_mappings(
+    session: Session,
+    record: StepRecord,
+    kind: str,
+    existing: dict[str, Any],
+    wanted: dict[str, str],
+    make: Callable[[str, str], Any],
+    polar_field: str,
+) -> None:
+    """Make the ``existing`` mapping rows (by catalog id) say ``wanted`` (catalog id → Polar id)."""
+    for key, polar_id in wanted.items():
+        mapping = existing.pop(key, None)
         if mapping is None:
-            session.add(
-                PolarProductMapping(
-                    integration_id=integration.id, plan_id=plan_id, polar_product_id=product_id
-                )
-            )
-            record.polar_ids.append({"kind": "product_mapping", "id": product_id, "action": "created"})
-        elif mapping.polar_product_id != product_id:
-            mapping.polar_product_id = product_id
-            record.polar_ids.append({"kind": "product_mapping", "id": product_id, "action": "updated"})
+            session.add(make(key, polar_id))
+            record.polar_ids.append({"kind": kind, "id": polar_id, "action": "created"})
+        elif getattr(mapping, polar_field) != polar_id:
+            setattr(mapping, polar_field, polar_id)
+            record.polar_ids.append({"kind": kind, "id": polar_id, "action": "updated"})
     for stale in existing.values():
         session.delete(stale)
-        record.polar_ids.append(
-            {"kind": "product_mapping", "id": stale.polar_product_id, "action": "removed"}
-        )
-    session.flush()
-    session.expire(integration, ["product_mappings"])
+        record.polar_ids.append({"kind": kind, "id": getattr(stale, polar_field), "action": "removed"})
 
 
 Step = Callable[[Saga, StepRecord], None]

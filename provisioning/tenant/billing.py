@@ -294,6 +294,7 @@ def customer_state(
             "Polar answered a customer's state with something other than an object"
         ) from None
     plans = {m.polar_product_id: m.plan_id for m in integrations.mappings(session, integration.id)}
+    meter_ids = {m.polar_meter_id: m.meter_id for m in integrations.meter_mappings(session, integration.id)}
     try:
         return {
             "external_id": state.get("external_id") or external_id,
@@ -316,7 +317,7 @@ def customer_state(
                 }
                 for g in state.get("granted_benefits") or []
             ],
-            "meters": [billing_state.meter_view(m) for m in state.get("active_meters") or []],
+            "meters": [billing_state.meter_view(m, meter_ids) for m in state.get("active_meters") or []],
         }
     except (KeyError, TypeError, AttributeError):
         raise PolarUnavailable("Polar answered a customer's state in a shape we cannot read") from None

@@ -29,6 +29,7 @@ from werkzeug.serving import make_server
 from app import create_app as create_platform
 from app.api.openapi import DOCUMENT
 from examples.tenant_app import Config, create_app
+from examples.tenant_app.catalog import catalog_of, state_of
 from provisioning.api_keys import service as api_keys
 from provisioning.api_keys.models import KeyMode
 from provisioning.config import Settings
@@ -270,6 +271,21 @@ PLANS = {
         }
     ],
 }
+
+
+def test_meters_are_named_by_the_catalog_and_others_by_polars_id() -> None:
+    catalog = catalog_of(PLANS)
+    meter = {"balance": -2, "consumed_units": 2, "credited_units": 0}
+    answer = {
+        "meters": [
+            {"meter": "api-calls", "meter_id": "m-1", **meter},
+            {"meter": None, "meter_id": "m-2", **meter},
+        ]
+    }
+    assert [(m.name, m.balance, m.consumed) for m in state_of(answer, catalog).meters] == [
+        ("API calls", "-2", "2"),
+        ("Meter m-2", "-2", "2"),
+    ]
 
 
 def test_use_it_posts_a_usage_event_of_the_metered_event_name(example: MakeApp) -> None:

@@ -149,6 +149,15 @@ def test_events_are_stored_then_ingested_and_the_customers_meter_counts_them(
     assert len(_ingest_calls(control)) == 1  # one batch
     assert _at_polar(emulator) == Counter(dict.fromkeys(ids, 1))
     assert _consumed(emulator, "tenant-user-7") == 3
+    # The customer's state names the meter as the plans do (the catalog's id), and by Polar's id.
+    state = call(
+        client, "/customers/tenant-user-7/state?source=polar", key, template="/customers/{external_id}/state"
+    )
+    assert state.status_code == 200, state.get_json()
+    meters = {m.meter_id: m.polar_meter_id for m in integration.meter_mappings}
+    assert [(m["meter"], m["meter_id"], m["consumed_units"]) for m in state.get_json()["meters"]] == [
+        ("api-calls", meters["api-calls"], 3)
+    ]
 
 
 def test_duplicates_within_a_request_are_refused_naming_both(

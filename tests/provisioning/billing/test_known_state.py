@@ -1,5 +1,5 @@
-"""The tenant API's read of a known customer state: active subscriptions and granted benefits in one
-``UNION ALL``, on PostgreSQL and on the local SQLite default alike."""
+"""The tenant API's read of a known customer state: active subscriptions, granted benefits and the
+connection's meter mappings in one ``UNION ALL``, on PostgreSQL and on the local SQLite default alike."""
 
 from __future__ import annotations
 
@@ -12,16 +12,20 @@ from sqlalchemy.orm import Session
 from provisioning.billing.models import BillingCustomer, BillingGrant, BillingSubscription
 from provisioning.billing.repository import known_state
 from provisioning.db import Database
-from provisioning.integrations.models import IntegrationStatus, PolarIntegration
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration, PolarMeterMapping
 from tests.factories import make_owner
 
 PERIOD_END = datetime(2027, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-def _connection(session: Session) -> str:
+def _connection(session: Session, polar_meter_id: str = "m1") -> str:
     owner = make_owner(session, "State", email=f"state-{uuid.uuid4().hex[:6]}@example.test")
     integration = PolarIntegration(workspace_id=owner.workspace_id, status=IntegrationStatus.READY)
     session.add(integration)
+    session.flush()
+    session.add(
+        PolarMeterMapping(integration_id=integration.id, meter_id="api-calls", polar_meter_id=polar_meter_id)
+    )
     session.flush()
     return integration.id
 
@@ -87,6 +91,7 @@ def test_a_known_state_lists_active_subscriptions_and_granted_benefits_in_order(
     with db.transaction() as session:
         integration_id = _connection(session)
         _customer(session, integration_id, known=True)
+        _connection(session, polar_meter_id="m2")  # another connection's meter: never named
     with db.transaction() as session:
         state = known_state(session, integration_id, "user-1")
 
@@ -100,6 +105,7 @@ def test_a_known_state_lists_active_subscriptions_and_granted_benefits_in_order(
         ("grant_2", "ben_grant_2", "api-access"),
     ]
     assert state.meters == [{"meter_id": "m1", "balance": 7, "consumed_units": 3, "credited_units": 10}]
+    assert state.meter_ids == {"m1": "api-calls"}
 
 
 def test_a_customer_without_a_state_yet_or_unknown_has_none(db: Database) -> None:

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from provisioning.catalog import load_catalog
 from provisioning.catalog.desired import BENEFIT_KEY, METER_KEY, PLAN_KEY, WORKSPACE_KEY
-from provisioning.integrations.models import IntegrationStatus, PolarProductMapping
+from provisioning.integrations.models import IntegrationStatus, PolarMeterMapping, PolarProductMapping
 from provisioning.reconcile.webhook import WEBHOOK_EVENTS
 from provisioning.runs.jobs import provision
 from provisioning.runs.models import ProvisioningRun, RunStatus, StepStatus
@@ -73,6 +73,10 @@ def test_full_run_creates_everything_with_our_metadata(session, settings, connec
 
     mappings = session.scalars(select(PolarProductMapping).filter_by(integration_id=integration.id)).all()
     assert {m.plan_id: m.polar_product_id for m in mappings} == {k: v["id"] for k, v in by_plan.items()}
+    meter_mappings = session.scalars(select(PolarMeterMapping).filter_by(integration_id=integration.id)).all()
+    assert {m.meter_id: m.polar_meter_id for m in meter_mappings} == {
+        m["metadata"][METER_KEY]: m["id"] for m in meters
+    }
 
     snapshot = status_snapshot(session, ws)
     assert snapshot["status"] == "ready"
