@@ -6,7 +6,7 @@ from provisioning.billing.models import BillingCustomer, BillingGrant, BillingOr
 from provisioning.canary.models import KeyCanary
 from provisioning.catalog.models import PlanCatalogRevision
 from provisioning.connect.models import PolarConnectAttempt, PolarConnectionSwitch
-from provisioning.drift.models import CatalogDrift
+from provisioning.drift.models import CatalogDrift, CatalogObservation
 from provisioning.forwarding.models import EventForwardDelivery, EventForwardEndpoint
 from provisioning.integrations.models import (
     IntegrationStatus,
@@ -26,6 +26,7 @@ __all__ = [
     "BillingOrder",
     "BillingSubscription",
     "CatalogDrift",
+    "CatalogObservation",
     "EventForwardDelivery",
     "EventForwardEndpoint",
     "IntegrationStatus",

@@ -36,6 +36,7 @@ from provisioning.billing.models import (
     BillingSubscription,
 )
 from provisioning.catalog.desired import catalog_benefit_id
+from provisioning.drift.models import Observation
 from provisioning.integrations.models import PolarIntegration
 from provisioning.webhooks.models import EventStatus
 
@@ -67,7 +68,8 @@ class Context:
     session: Session
     integration: PolarIntegration
     plans: dict[str, str]  # Polar product id → plan id (the connection's mappings)
-    observe_catalog: Callable[[str, dict[str, Any]], bool] | None = None  # drift: False = not ours
+    # Drift: compares a product or benefit (type, data, version) with the catalog.
+    observe_catalog: Callable[[str, dict[str, Any], datetime | None], Observation] | None = None
 
 
 def parse_time(value: object) -> datetime | None:
@@ -372,8 +374,15 @@ def _on_grant(ctx: Context, event_type: str, data: dict[str, Any], timestamp: da
 
 def _on_catalog(ctx: Context, event_type: str, data: dict[str, Any], timestamp: datetime | None) -> Outcome:
     _id(data)
-    if ctx.observe_catalog is None or not ctx.observe_catalog(event_type, data):
+    seen = (
+        Observation.NOT_OURS
+        if ctx.observe_catalog is None
+        else ctx.observe_catalog(event_type, data, version_of(data))
+    )
+    if seen == Observation.NOT_OURS:
         return Outcome(EventStatus.IGNORED, "not a product or benefit the platform manages")
+    if seen == Observation.STALE:
+        return _stale(event_type.partition(".")[0])
     return Outcome(EventStatus.PROCESSED)
 
 

@@ -21,6 +21,7 @@ from provisioning.catalog import Catalog
 from provisioning.config import Settings
 from provisioning.db import iso_utc, utcnow
 from provisioning.drift import service as drift
+from provisioning.drift.models import Observation
 from provisioning.forwarding import service as forwarding
 from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import PolarIntegration
@@ -58,8 +59,8 @@ def context(
     observe = None
     if settings is not None and running is not None:
 
-        def observe(event_type: str, data: dict[str, Any]) -> bool:
-            return drift.observe(session, settings, integration, event_type, data, running)
+        def observe(event_type: str, data: dict[str, Any], version: datetime | None) -> Observation:
+            return drift.observe(session, settings, integration, event_type, data, running, version)
 
     return Context(session, integration, plans, observe)
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from provisioning.drift.models import CatalogDrift
+from provisioning.drift.models import CatalogDrift, CatalogObservation
 
 
 def of_object(session: Session, integration_id: str, polar_id: str) -> dict[str, CatalogDrift]:
@@ -75,4 +75,16 @@ def any_open_since(session: Session, integration_id: str, since: datetime) -> bo
 
 
 def add(session: Session, row: CatalogDrift) -> None:
+    session.add(row)
+
+
+def observation(session: Session, integration_id: str, polar_id: str) -> CatalogObservation | None:
+    return session.scalar(
+        select(CatalogObservation).where(
+            CatalogObservation.integration_id == integration_id, CatalogObservation.polar_id == polar_id
+        )
+    )
+
+
+def add_observation(session: Session, row: CatalogObservation) -> None:
     session.add(row)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -34,7 +35,7 @@ from provisioning.catalog.desired import BENEFIT_KEY, PLAN_KEY, WORKSPACE_KEY, b
 from provisioning.config import Settings
 from provisioning.db import utcnow
 from provisioning.drift import repository, words
-from provisioning.drift.models import BENEFIT, PRODUCT, CatalogDrift
+from provisioning.drift.models import BENEFIT, PRODUCT, CatalogDrift, CatalogObservation, Observation
 from provisioning.integrations import repository as integrations
 from provisioning.integrations.models import IntegrationStatus, PolarIntegration
 from provisioning.reconcile.compare import (
@@ -66,29 +67,53 @@ def observe(
     event_type: str,
     data: dict[str, Any],
     running: Catalog,
-) -> bool:
-    """Compare a product or benefit Polar sent (the webhook's ``data``, Polar's JSON) with the
-    catalog revision the connection was provisioned with; record or resolve drift. False when the
-    object is not one the platform manages (the caller marks the event ignored)."""
+    version: datetime | None,
+) -> Observation:
+    """Compare a product or benefit Polar sent (the webhook's ``data``, Polar's JSON; ``version``
+    its ``modified_at``, else ``created_at``) with the catalog revision the connection was
+    provisioned with; record or resolve drift. An object older than one compared before is not
+    compared again (``STALE``); one the platform does not manage is ``NOT_OURS`` (the caller marks
+    the event ignored)."""
     kind = event_type.partition(".")[0]
     polar_id = data.get("id")
-    if not isinstance(polar_id, str) or not polar_id:
-        return False
+    if not isinstance(polar_id, str) or not polar_id or kind not in (PRODUCT, BENEFIT):
+        return Observation.NOT_OURS
     restoring = settings.polar_drift_policy == RESTORE and integration.status in RESTORABLE
-    if restoring and kind in (PRODUCT, BENEFIT):
+    if restoring:
         # The connection's row before its drift rows, as a run's success takes them: a restore
         # then locks nothing new after the drift rows, so the two never deadlock.
         integrations.get(session, integration.id, lock=True)
     if kind == PRODUCT:
-        opened = _observe_product(session, integration, polar_id, data, running)
-    elif kind == BENEFIT:
-        opened = _observe_benefit(session, integration, polar_id, data, running)
+        mapped = {m.plan_id: m.polar_product_id for m in integrations.mappings(session, integration.id)}
+        plan_of = {product_id: plan_id for plan_id, product_id in mapped.items()}
+        catalog_id = plan_of.get(polar_id) or _ours(integration, _metadata(data), PLAN_KEY)
     else:
-        return False
-    if opened is None:
-        return False
+        catalog_id = _ours(integration, _metadata(data), BENEFIT_KEY)
+    if catalog_id is None:
+        return Observation.NOT_OURS
+    if not _newest(session, integration, polar_id, version):
+        return Observation.STALE
+    if kind == PRODUCT:
+        opened = _observe_product(session, integration, polar_id, catalog_id, mapped, data, running)
+    else:
+        opened = _observe_benefit(session, integration, polar_id, catalog_id, data, running)
     if opened and settings.polar_drift_policy == RESTORE:
         restore(session, settings, integration)
+    return Observation.COMPARED
+
+
+def _newest(session: Session, integration: PolarIntegration, polar_id: str, version: datetime | None) -> bool:
+    """Whether ``version`` of the object is as new as any compared before (then kept as the newest).
+    An unversioned copy never goes before a versioned one."""
+    seen = repository.observation(session, integration.id, polar_id)
+    if seen is None:
+        repository.add_observation(
+            session, CatalogObservation(integration_id=integration.id, polar_id=polar_id, version=version)
+        )
+        return True
+    if seen.version is not None and (version is None or version < seen.version):
+        return False
+    seen.version, seen.observed_at = version, utcnow()
     return True
 
 
@@ -106,14 +131,15 @@ def _ours(integration: PolarIntegration, metadata: Mapping[str, Any], key: str) 
 
 
 def _observe_product(
-    session: Session, integration: PolarIntegration, polar_id: str, data: dict[str, Any], running: Catalog
-) -> bool | None:
-    """None: not ours. Otherwise whether drift was opened (or changed)."""
-    mapped = {m.plan_id: m.polar_product_id for m in integrations.mappings(session, integration.id)}
-    plan_of = {product_id: plan_id for plan_id, product_id in mapped.items()}
-    plan_id = plan_of.get(polar_id) or _ours(integration, _metadata(data), PLAN_KEY)
-    if plan_id is None:
-        return None
+    session: Session,
+    integration: PolarIntegration,
+    polar_id: str,
+    plan_id: str,
+    mapped: Mapping[str, str],
+    data: dict[str, Any],
+    running: Catalog,
+) -> bool:
+    """Whether drift was opened (or changed)."""
     catalog = desired_catalog(session, integration, running)
     plan = next((p for p in catalog.plans if p.id == plan_id), None)
     if plan is None or mapped.get(plan_id) != polar_id:
@@ -141,11 +167,13 @@ def _observe_product(
 
 
 def _observe_benefit(
-    session: Session, integration: PolarIntegration, polar_id: str, data: dict[str, Any], running: Catalog
-) -> bool | None:
-    benefit_id = _ours(integration, _metadata(data), BENEFIT_KEY)
-    if benefit_id is None:
-        return None
+    session: Session,
+    integration: PolarIntegration,
+    polar_id: str,
+    benefit_id: str,
+    data: dict[str, Any],
+    running: Catalog,
+) -> bool:
     catalog = desired_catalog(session, integration, running)
     benefit = next((b for b in catalog.benefits if b.id == benefit_id), None)
     if benefit is None or benefit.type != data.get("type"):

@@ -12,9 +12,11 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from app.accounts.models import Workspace
+from provisioning.billing.processing import version_of
 from provisioning.catalog import load_catalog
 from provisioning.config import Settings
 from provisioning.drift import service as drift
+from provisioning.drift.models import Observation
 from provisioning.integrations.models import PolarIntegration
 from provisioning.integrations.service import access_token
 from tests.app.polar.conftest import run_jobs
@@ -42,9 +44,16 @@ def rename_at_polar(session: Session, settings: Settings, control: httpx.Client,
     ).json()
     data: dict[str, Any] = [json.loads(e["payload"])["data"] for e in events][-1]
     assert data["id"] == product_id and data["name"] == "Pro+"
-    assert drift.observe(
-        session, settings, integration, "product.updated", data, load_catalog(settings.plans_file)
+    seen = drift.observe(
+        session,
+        settings,
+        integration,
+        "product.updated",
+        data,
+        load_catalog(settings.plans_file),
+        version_of(data),
     )
+    assert seen == Observation.COMPARED
     session.commit()
 
 

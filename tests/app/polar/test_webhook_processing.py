@@ -5,7 +5,7 @@ own secret, in the order each test needs, then processed by the job's code or a 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,6 +21,7 @@ from provisioning.billing.service import summary as billing_summary
 from provisioning.billing.tasks import drain, sweep
 from provisioning.config import Settings
 from provisioning.db import Database, get_database, utcnow
+from provisioning.drift.models import CatalogDrift
 from provisioning.forwarding import service as forwarding
 from provisioning.forwarding.models import EventForwardDelivery
 from provisioning.integrations.models import PolarIntegration
@@ -409,6 +410,20 @@ def test_a_managed_product_changed_at_polar_is_taken_as_drift_and_others_are_ign
 
     assert {polar.stored(e["id"]).status for e in updates} == {EventStatus.PROCESSED}
     assert polar.stored("evt-foreign-product").status == EventStatus.IGNORED
+
+    # An older version of a product, delivered after a newer one: not compared again.
+    older = json.loads(updates[-1]["payload"])
+    modified = datetime.fromisoformat(older["data"]["modified_at"].replace("Z", "+00:00"))
+    older["data"]["modified_at"] = (modified - timedelta(hours=1)).isoformat()
+    older["data"]["name"] = "Renamed an hour ago"
+    polar.deliver({"id": "evt-older-product"}, payload=older)
+    polar.process()
+    stale = polar.stored("evt-older-product")
+    assert (stale.status, stale.note) == (
+        EventStatus.PROCESSED,
+        "stale: a newer version of this product is stored",
+    )
+    assert session.scalars(select(CatalogDrift).filter_by(integration_id=polar.integration.id)).all() == []
 
 
 def test_the_owners_page_shows_customers_subscriptions_and_failing_events(

@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from provisioning.billing.processing import version_of
 from provisioning.catalog import Catalog, load_catalog
 from provisioning.catalog import repository as catalogs
 from provisioning.config import Settings
 from provisioning.drift import service as drift
-from provisioning.drift.models import CatalogDrift
+from provisioning.drift.models import CatalogDrift, Observation
 from provisioning.integrations.models import PolarIntegration
 from provisioning.integrations.service import access_token
 from provisioning.runs import repository as runs
@@ -26,6 +27,8 @@ from provisioning.runs.models import ProvisioningRun, RunStatus
 from provisioning.runs.queue import connect as redis_connect
 from provisioning.runs.queue import get_queue
 from provisioning.runs.service import start_run
+
+COMPARED, NOT_OURS, STALE = Observation.COMPARED, Observation.NOT_OURS, Observation.STALE
 
 
 @pytest.fixture
@@ -108,6 +111,18 @@ def dashboard(control: httpx.Client, settings: Settings, ready: PolarIntegration
     return Dashboard(control, settings, ready)
 
 
+def observe(
+    session: Session,
+    settings: Settings,
+    integration: PolarIntegration,
+    event_type: str,
+    data: dict[str, Any],
+    running: Catalog,
+) -> Observation:
+    """``drift.observe`` as event processing calls it: with the object's version."""
+    return drift.observe(session, settings, integration, event_type, data, running, version_of(data))
+
+
 def rows(session: Session, integration: PolarIntegration) -> list[CatalogDrift]:
     session.expire_all()
     return list(
@@ -135,7 +150,7 @@ def test_a_price_changed_at_polar_is_recorded_once_and_resolved_when_it_is_back(
     pro = dashboard.product_id("pro-monthly")
     changed = dashboard.set_price(pro, 3500)
 
-    assert drift.observe(session, report, ready, "product.updated", changed, running) is True
+    assert observe(session, report, ready, "product.updated", changed, running) == COMPARED
     session.commit()
     [row] = rows(session, ready)
     assert row.object_type == "product" and row.polar_id == pro and row.catalog_id == "pro-monthly"
@@ -145,18 +160,43 @@ def test_a_price_changed_at_polar_is_recorded_once_and_resolved_when_it_is_back(
     first = (row.id, row.detected_at)
 
     # The same event again (a redelivery), or another copy of the same product: nothing new.
-    assert drift.observe(session, report, ready, "product.updated", changed, running) is True
+    assert observe(session, report, ready, "product.updated", changed, running) == COMPARED
     session.commit()
     [again] = rows(session, ready)
     assert (again.id, again.detected_at, again.resolved_at) == (*first, None)
 
     back = dashboard.set_price(pro, 2900)
-    assert drift.observe(session, report, ready, "product.updated", back, running) is True
+    assert observe(session, report, ready, "product.updated", back, running) == COMPARED
     session.commit()
     [resolved] = rows(session, ready)
     assert resolved.id == first[0] and resolved.resolved_at is not None
     assert drift.open_drift(session, ready.id) == []
     assert drift_runs(session, ready) == []  # report: recorded only
+
+
+def test_an_older_event_arriving_after_a_newer_one_changes_nothing(
+    session, report, ready, dashboard, running
+) -> None:
+    """Polar does not order its events: the dashboard's change, then its undo, delivered the other
+    way round, leaves no drift open."""
+    pro = dashboard.product_id("pro-monthly")
+    changed = dashboard.set_price(pro, 3500)
+    back = dashboard.set_price(pro, 2900)
+    assert version_of(changed) is not None and version_of(changed) < version_of(back)
+
+    assert observe(session, report, ready, "product.updated", back, running) == COMPARED
+    assert observe(session, report, ready, "product.updated", changed, running) == STALE
+    unversioned = {k: v for k, v in changed.items() if k not in ("modified_at", "created_at")}
+    assert observe(session, report, ready, "product.updated", unversioned, running) == STALE
+    session.commit()
+    assert rows(session, ready) == []
+
+    # A newer change is compared again.
+    again = dashboard.set_price(pro, 3900)
+    assert observe(session, report, ready, "product.updated", again, running) == COMPARED
+    session.commit()
+    [row] = rows(session, ready)
+    assert (row.polar_value, row.resolved_at) == ("$39.00", None)
 
 
 def test_a_rename_an_archive_and_a_description_are_each_a_row_in_words(
@@ -165,7 +205,7 @@ def test_a_rename_an_archive_and_a_description_are_each_a_row_in_words(
     pro = dashboard.product_id("pro-monthly")
     changed = dashboard.update_product(pro, name="Pro+", is_archived=True, description="For everyone")
 
-    assert drift.observe(session, report, ready, "product.updated", changed, running) is True
+    assert observe(session, report, ready, "product.updated", changed, running) == COMPARED
     session.commit()
     messages = {r.field: r.message for r in rows(session, ready)}
     assert messages == {
@@ -178,7 +218,7 @@ def test_a_rename_an_archive_and_a_description_are_each_a_row_in_words(
 
     # Only the name is put back at Polar: the others stay open, the name's row is resolved.
     partly = dashboard.update_product(pro, name="Pro (monthly)")
-    drift.observe(session, report, ready, "product.updated", partly, running)
+    observe(session, report, ready, "product.updated", partly, running)
     session.commit()
     state = {r.field: r.resolved_at is None for r in rows(session, ready)}
     assert state == {"name": False, "is_archived": True, "description": True}
@@ -198,7 +238,7 @@ def test_a_metered_price_is_compared_by_its_unit_amount(session, report, ready, 
         ],
     )
 
-    assert drift.observe(session, report, ready, "product.updated", changed, running) is True
+    assert observe(session, report, ready, "product.updated", changed, running) == COMPARED
     session.commit()
     [row] = rows(session, ready)
     assert row.message == (
@@ -211,7 +251,7 @@ def test_a_benefit_changed_at_polar_is_drift_too(session, report, ready, dashboa
     support = dashboard.benefit("priority-support")
     changed = dashboard.update_benefit(support, description="VIP support")
 
-    assert drift.observe(session, report, ready, "benefit.updated", changed, running) is True
+    assert observe(session, report, ready, "benefit.updated", changed, running) == COMPARED
     session.commit()
     [row] = rows(session, ready)
     assert (row.object_type, row.catalog_id, row.field) == ("benefit", "priority-support", "description")
@@ -221,7 +261,7 @@ def test_a_benefit_changed_at_polar_is_drift_too(session, report, ready, dashboa
     )
 
     back = dashboard.update_benefit(support, description="Priority support")
-    drift.observe(session, report, ready, "benefit.updated", back, running)
+    observe(session, report, ready, "benefit.updated", back, running)
     session.commit()
     assert drift.open_drift(session, ready.id) == []
 
@@ -241,14 +281,14 @@ def test_objects_the_platform_does_not_manage_are_not_ours(
     )
     created.raise_for_status()
     theirs = dashboard.update_product(created.json()["id"], name="Hand-made, renamed")
-    assert drift.observe(session, report, ready, "product.updated", theirs, running) is False
+    assert observe(session, report, ready, "product.updated", theirs, running) == NOT_OURS
 
     # Tagged for another workspace (two workspaces may share an organization): not this connection's.
     pro = dashboard.product(dashboard.product_id("pro-monthly"))
     elsewhere = {**pro, "id": created.json()["id"], "name": "Pro+"}
     elsewhere["metadata"] = {**pro["metadata"], "connect_polar_workspace": "another-workspace"}
-    assert drift.observe(session, report, ready, "product.updated", elsewhere, running) is False
-    assert drift.observe(session, report, ready, "order.updated", pro, running) is False
+    assert observe(session, report, ready, "product.updated", elsewhere, running) == NOT_OURS
+    assert observe(session, report, ready, "order.updated", pro, running) == NOT_OURS
     assert rows(session, ready) == []
 
 
@@ -261,7 +301,7 @@ def test_restore_queues_one_run_for_a_burst_and_the_run_puts_the_catalog_back(
     repriced = dashboard.set_price(pro, 3500)
 
     for data in (renamed, repriced, repriced):  # a burst: each its own event, as processing commits
-        assert drift.observe(session, settings, ready, "product.updated", data, running) is True
+        assert observe(session, settings, ready, "product.updated", data, running) == COMPARED
         session.commit()
 
     [run] = drift_runs(session, ready)
@@ -279,7 +319,7 @@ def test_restore_queues_one_run_for_a_burst_and_the_run_puts_the_catalog_back(
     # The run's own write comes back as an event: it matches the catalog, nothing is opened.
     restored = dashboard.last_event("product.updated", pro)
     assert restored["name"] == "Pro (monthly)"
-    assert drift.observe(session, settings, ready, "product.updated", restored, running) is True
+    assert observe(session, settings, ready, "product.updated", restored, running) == COMPARED
     session.commit()
     assert drift.open_drift(session, ready.id) == []
     assert len(drift_runs(session, ready)) == 1
@@ -288,7 +328,7 @@ def test_restore_queues_one_run_for_a_burst_and_the_run_puts_the_catalog_back(
 def test_report_records_and_queues_nothing(session, report, ready, dashboard, running, redis_url) -> None:
     archived = dashboard.update_product(dashboard.product_id("pro-yearly"), is_archived=True)
 
-    assert drift.observe(session, report, ready, "product.updated", archived, running) is True
+    assert observe(session, report, ready, "product.updated", archived, running) == COMPARED
     session.commit()
 
     assert [r.message for r in drift.open_drift(session, ready.id)] == [
@@ -316,7 +356,7 @@ def test_while_a_run_provisions_another_revision_its_own_writes_are_not_drift(
     repriced = dashboard.set_price(pro, 3900)  # what the rollout's run writes
 
     # No run under way: the connection's revision is the catalog, so $39 is drift.
-    drift.observe(session, report, ready, "product.updated", repriced, running)
+    observe(session, report, ready, "product.updated", repriced, running)
     session.commit()
     assert [r.field for r in drift.open_drift(session, ready.id)] == ["prices"]
 
@@ -326,9 +366,9 @@ def test_while_a_run_provisions_another_revision_its_own_writes_are_not_drift(
     session.commit()
 
     # The run writes the new price and archives the yearly product it replaces by a weekly one.
-    drift.observe(session, report, ready, "product.updated", repriced, running)
+    observe(session, report, ready, "product.updated", repriced, running)
     archived = dashboard.update_product(yearly, is_archived=True)
-    assert drift.observe(session, report, ready, "product.updated", archived, running) is True
+    assert observe(session, report, ready, "product.updated", archived, running) == COMPARED
     session.commit()
     assert drift.open_drift(session, ready.id) == []
 
@@ -337,9 +377,7 @@ def test_drift_seen_while_a_run_is_under_way_gets_a_run_after_it(
     session, settings, ready, dashboard, running
 ) -> None:
     pro = dashboard.product_id("pro-monthly")
-    drift.observe(
-        session, settings, ready, "product.updated", dashboard.update_product(pro, name="Pro+"), running
-    )
+    observe(session, settings, ready, "product.updated", dashboard.update_product(pro, name="Pro+"), running)
     session.commit()
     [first] = drift_runs(session, ready)
     assert runs.claim(session, first.id, timedelta(seconds=15)) is not None
@@ -347,7 +385,7 @@ def test_drift_seen_while_a_run_is_under_way_gets_a_run_after_it(
     session.refresh(first)
 
     # After the run listed Polar: the running run is the one a restore gets, none is added.
-    drift.observe(session, settings, ready, "product.updated", dashboard.set_price(pro, 3500), running)
+    observe(session, settings, ready, "product.updated", dashboard.set_price(pro, 3500), running)
     session.commit()
     assert [r.id for r in drift_runs(session, ready)] == [first.id]
 
