@@ -11,8 +11,9 @@ What the object is compared with: the catalog revision of the connection's run u
 is running (its own writes come back as events), else the revision the connection was provisioned
 with, else the running catalog. A product is compared only as its plan's product in the
 connection's mappings; others of ours (replaced, duplicates, plans gone from the catalog) are
-provisioning's to archive, not drift. Which meter a metered price or meter credit counts is left
-to runs: an event does not say which catalog meter a Polar meter is.
+provisioning's to archive, not drift. Which meter a metered price or a meter credit counts is
+compared through the connection's meter mappings (an event names a meter by Polar's id only);
+while a catalog meter is not mapped yet, it is left to runs.
 
 ``POLAR_DRIFT_POLICY``: ``restore`` (default) starts a run for the connection when drift is
 opened (a burst of events gets the one run queued; drift seen while a run is under way gets a
@@ -145,19 +146,22 @@ def _observe_product(
     if plan is None or mapped.get(plan_id) != polar_id:
         # Not the plan's product (not mapped yet, replaced, a duplicate, a plan gone): provisioning's.
         return _settle(session, integration, polar_id)
+    polar_meters = _polar_meters(session, integration, catalog)
+    # Without the meters' Polar ids, metered prices are compared without their meter.
+    meter_ids = polar_meters or {m.id: m.id for m in catalog.meters}
     body = product_body(
         plan,
-        {m.id: m.id for m in catalog.meters},  # meters by catalog id: not compared, named in words
+        meter_ids,
         workspace_id=integration.workspace_id,
         revision=catalog.revision,
         organization_id=integration.polar_org_id or "",
     )
-    differences = product_differences(data, body, meters=False)
+    differences = product_differences(data, body, meters=polar_meters is not None)
     fields = {d.field for d in differences}
     if {"is_archived", "recurring_interval"} <= fields:
         # A run archives a plan's product whose billing interval changed and creates another.
         return _settle(session, integration, polar_id)
-    meter_names = {m.id: m.name for m in catalog.meters}
+    meter_names = {meter_ids[m.id]: m.name for m in catalog.meters}
     return _record(
         session,
         integration,
@@ -180,10 +184,12 @@ def _observe_benefit(
         return _settle(session, integration, polar_id)  # provisioning creates the catalog's
     props = data.get("properties")
     props = props if isinstance(props, dict) else {}
+    polar_meters = _polar_meters(session, integration, catalog) or {}
+    # The credited meter: the catalog's, by its Polar id; unmapped, as Polar has it (not compared).
+    credited = polar_meters.get(benefit.meter or "") or str(props.get("meter_id") or "")
     body = benefit_body(
         benefit,
-        # The credited meter as Polar has it: which catalog meter it is, a run checks.
-        {benefit.meter: str(props.get("meter_id") or "")} if benefit.meter else {},
+        {benefit.meter: credited} if benefit.meter else {},
         workspace_id=integration.workspace_id,
         revision=catalog.revision,
         organization_id=integration.polar_org_id or "",
@@ -195,7 +201,14 @@ def _observe_benefit(
     return _record(
         session,
         integration,
-        Observed(BENEFIT, polar_id, benefit.id, label, (*BENEFIT_FIELDS, DELETED), {}),
+        Observed(
+            BENEFIT,
+            polar_id,
+            benefit.id,
+            label,
+            (*BENEFIT_FIELDS, DELETED),
+            {polar_meters[m.id]: m.name for m in catalog.meters if m.id in polar_meters},
+        ),
         differences,
     )
 
@@ -270,6 +283,15 @@ def _settle(session: Session, integration: PolarIntegration, polar_id: str) -> b
             row.resolved_at = now
     session.flush()
     return False
+
+
+def _polar_meters(session: Session, integration: PolarIntegration, catalog: Catalog) -> dict[str, str] | None:
+    """Catalog meter id → Polar meter id for every meter of ``catalog``, from the connection's meter
+    mappings (saved by each run); None unless each is mapped (a revision a run is still making)."""
+    mapped = {m.meter_id: m.polar_meter_id for m in integrations.meter_mappings(session, integration.id)}
+    if any(m.id not in mapped for m in catalog.meters):
+        return None
+    return {m.id: mapped[m.id] for m in catalog.meters}
 
 
 def desired_catalog(session: Session, integration: PolarIntegration, running: Catalog) -> Catalog:

@@ -61,11 +61,16 @@ def _quoted(value: Any) -> str:
     return f"“{value}”"
 
 
-def properties(props: Mapping[str, Any], keys: list[str]) -> str:
-    """The catalog's properties of a benefit (``meter_id`` left out: it is an id, not a setting)."""
+def properties(props: Mapping[str, Any], keys: list[str], meter_names: Mapping[str, str]) -> str:
+    """The catalog's properties of a benefit; a meter by its name (``meter_names``: Polar meter id
+    → the catalog's name), another meter as such."""
     parts = []
     for key in keys:
         value = props.get(key)
+        if key == "meter_id":
+            name = meter_names.get(str(value))
+            parts.append(f"meter {_quoted(name)}" if name else "another meter")
+            continue
         if isinstance(value, bool):
             shown = "yes" if value else "no"
         elif isinstance(value, int):
@@ -90,8 +95,9 @@ def values(difference: Difference, meter_names: Mapping[str, str]) -> tuple[str 
     if field == "deleted":
         return "offered", "deleted"
     if field == "properties":
-        keys = [k for k in catalog if k != "meter_id"]
-        return properties(catalog, keys), properties(polar, keys)
+        # The credited meter is named only when it changed (it is an id, not a setting).
+        keys = [k for k in catalog if k != "meter_id" or catalog.get(k) != polar.get(k)]
+        return properties(catalog, keys, meter_names), properties(polar, keys, meter_names)
     return (None if catalog is None else str(catalog)), (None if polar is None else str(polar))
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from provisioning.billing.processing import version_of
@@ -19,7 +19,7 @@ from provisioning.catalog import repository as catalogs
 from provisioning.config import Settings
 from provisioning.drift import service as drift
 from provisioning.drift.models import CatalogDrift, Observation
-from provisioning.integrations.models import PolarIntegration
+from provisioning.integrations.models import PolarIntegration, PolarMeterMapping
 from provisioning.integrations.service import access_token
 from provisioning.runs import repository as runs
 from provisioning.runs.jobs import provision
@@ -76,6 +76,24 @@ class Dashboard:
         return self.update_product(
             product_id, prices=[{"amount_type": "fixed", "price_amount": cents, "price_currency": "usd"}]
         )
+
+    def create_meter(self, name: str) -> str:
+        """A meter of the owner's own (no metadata of ours); its Polar id."""
+        response = self.control.post(
+            "/v1/meters/",
+            json={
+                "name": name,
+                "filter": {
+                    "conjunction": "and",
+                    "clauses": [{"property": "name", "operator": "eq", "value": "x"}],
+                },
+                "aggregation": {"func": "count"},
+                "organization_id": self.integration.polar_org_id,
+            },
+            headers=self.headers,
+        )
+        response.raise_for_status()
+        return str(response.json()["id"])
 
     def benefit(self, catalog_id: str) -> dict[str, Any]:
         response = self.control.get(
@@ -244,6 +262,60 @@ def test_a_metered_price_is_compared_by_its_unit_amount(session, report, ready, 
     assert row.message == (
         "Pay as you go prices changed at Polar to $9.00 + $0.0008 per unit of API calls; "
         "the catalog says $9.00 + $0.0005 per unit of API calls"
+    )
+
+
+def _count_another_meter(dashboard: Dashboard) -> tuple[str, dict[str, Any]]:
+    """The owner makes the usage plan's metered price count a meter of their own."""
+    usage = dashboard.product_id("usage")
+    product = dashboard.product(usage)
+    fixed = next(p for p in product["prices"] if p["amount_type"] == "fixed")
+    other = dashboard.create_meter("Other calls")
+    changed = dashboard.update_product(
+        usage,
+        prices=[
+            {"id": fixed["id"]},
+            {"amount_type": "metered_unit", "meter_id": other, "unit_amount": "0.05"},
+        ],
+    )
+    return other, changed
+
+
+def test_a_metered_price_counting_another_meter_is_drift(session, report, ready, dashboard, running) -> None:
+    _, changed = _count_another_meter(dashboard)
+
+    assert observe(session, report, ready, "product.updated", changed, running) == COMPARED
+    session.commit()
+    [row] = rows(session, ready)
+    assert row.message == (
+        "Pay as you go prices changed at Polar to $9.00 + $0.0005 per unit of Other calls; "
+        "the catalog says $9.00 + $0.0005 per unit of API calls"
+    )
+
+
+def test_without_the_meters_mappings_the_meter_is_left_to_runs(
+    session, report, ready, dashboard, running
+) -> None:
+    # A connection provisioned before meter mappings were kept: its meters are not known by id.
+    session.execute(delete(PolarMeterMapping).where(PolarMeterMapping.integration_id == ready.id))
+    _, changed = _count_another_meter(dashboard)
+
+    assert observe(session, report, ready, "product.updated", changed, running) == COMPARED
+    session.commit()
+    assert rows(session, ready) == []
+
+
+def test_a_meter_credit_crediting_another_meter_is_drift(session, report, ready, dashboard, running) -> None:
+    credits = dashboard.benefit("api-credits")
+    other = dashboard.create_meter("Other calls")
+    changed = dashboard.update_benefit(credits, properties={**credits["properties"], "meter_id": other})
+
+    assert observe(session, report, ready, "benefit.updated", changed, running) == COMPARED
+    session.commit()
+    [row] = rows(session, ready)
+    assert row.message == (
+        "The benefit “10,000 API calls per month” settings changed at Polar to units 10,000, rollover no, "
+        "another meter; the catalog says units 10,000, rollover no, meter “API calls”"
     )
 
 
