@@ -286,7 +286,9 @@ def connections(session: Session, workspace_id: str) -> list[PolarIntegration]:
             select(PolarIntegration)
             .where(PolarIntegration.workspace_id == workspace_id)
             .order_by(PolarIntegration.environment)
-            .options(selectinload(PolarIntegration.product_mappings))
+            .options(
+                selectinload(PolarIntegration.product_mappings), selectinload(PolarIntegration.meter_mappings)
+            )
         )
     )
 

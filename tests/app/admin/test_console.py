@@ -18,7 +18,7 @@ from provisioning.api_keys.models import KeyMode
 from provisioning.audit.models import AuditEvent
 from provisioning.config import Settings
 from provisioning.db import utcnow
-from provisioning.integrations.models import IntegrationStatus, PolarIntegration
+from provisioning.integrations.models import IntegrationStatus, PolarIntegration, PolarMeterMapping
 from provisioning.runs.models import ProvisioningRun, RunBatch, RunStatus
 from provisioning.webhooks.models import EventStatus, PolarWebhookEvent
 from tests.app.conftest import Accounts, login
@@ -120,12 +120,18 @@ def test_anyone_but_staff_gets_404_everywhere(
     assert not [e for e in _audit(session) if e.action.startswith("staff.")]
 
 
-def test_staff_see_every_page(staff_client: FlaskClient, connected: Workspace) -> None:
+def test_staff_see_every_page(staff_client: FlaskClient, connected: Workspace, session: Session) -> None:
     for path in GETS:
         response = staff_client.get(path.format(ws=connected.id), follow_redirects=True)
         assert response.status_code == 200, path
     page = staff_client.get(f"/admin/workspaces/{connected.id}").get_data(as_text=True)
     assert "Polar sandbox" in page and "ensure products" in page and "owner@example.com" in page
+    polar_meter_id = session.scalar(
+        sa.select(PolarMeterMapping.polar_meter_id)
+        .join(PolarIntegration)
+        .where(PolarIntegration.workspace_id == connected.id, PolarMeterMapping.meter_id == "api-calls")
+    )
+    assert polar_meter_id and f"api-calls <code>{polar_meter_id}</code>" in page
     assert "polar_at_" not in page and "polar_rt_" not in page and "whsec_" not in page
 
 
