@@ -243,51 +243,40 @@ def test_a_rename_an_archive_and_a_description_are_each_a_row_in_words(
     assert {d.field for d in drift.open_drift(session, ready.id)} == {"description", "is_archived"}
 
 
-def test_a_metered_price_is_compared_by_its_unit_amount(session, report, ready, dashboard, running) -> None:
+def _reprice_usage(dashboard: Dashboard, unit_amount: str, meter_id: str | None = None) -> dict[str, Any]:
+    """The owner changes the usage plan's metered price at Polar (counting ``meter_id``, or the
+    meter it counts); the ``product.updated`` Polar sent."""
     usage = dashboard.product_id("usage")
     product = dashboard.product(usage)
     fixed = next(p for p in product["prices"] if p["amount_type"] == "fixed")
     metered = next(p for p in product["prices"] if p["amount_type"] == "metered_unit")
-    changed = dashboard.update_product(
-        usage,
-        prices=[
-            {"id": fixed["id"]},
-            {"amount_type": "metered_unit", "meter_id": metered["meter_id"], "unit_amount": "0.08"},
-        ],
+    metered_price = {"amount_type": "metered_unit", "meter_id": meter_id or metered["meter_id"]}
+    return dashboard.update_product(
+        usage, prices=[{"id": fixed["id"]}, {**metered_price, "unit_amount": unit_amount}]
     )
 
-    assert observe(session, report, ready, "product.updated", changed, running) == COMPARED
+
+def _only_message(session, settings, ready, changed, running) -> str:
+    """The one drift row the product's event opened, in words."""
+    assert observe(session, settings, ready, "product.updated", changed, running) == COMPARED
     session.commit()
     [row] = rows(session, ready)
-    assert row.message == (
+    return row.message
+
+
+def test_a_metered_price_is_compared_by_its_unit_amount(session, report, ready, dashboard, running) -> None:
+    changed = _reprice_usage(dashboard, "0.08")
+
+    assert _only_message(session, report, ready, changed, running) == (
         "Pay as you go prices changed at Polar to $9.00 + $0.0008 per unit of API calls; "
         "the catalog says $9.00 + $0.0005 per unit of API calls"
     )
 
 
-def _count_another_meter(dashboard: Dashboard) -> tuple[str, dict[str, Any]]:
-    """The owner makes the usage plan's metered price count a meter of their own."""
-    usage = dashboard.product_id("usage")
-    product = dashboard.product(usage)
-    fixed = next(p for p in product["prices"] if p["amount_type"] == "fixed")
-    other = dashboard.create_meter("Other calls")
-    changed = dashboard.update_product(
-        usage,
-        prices=[
-            {"id": fixed["id"]},
-            {"amount_type": "metered_unit", "meter_id": other, "unit_amount": "0.05"},
-        ],
-    )
-    return other, changed
-
-
 def test_a_metered_price_counting_another_meter_is_drift(session, report, ready, dashboard, running) -> None:
-    _, changed = _count_another_meter(dashboard)
+    changed = _reprice_usage(dashboard, "0.05", meter_id=dashboard.create_meter("Other calls"))
 
-    assert observe(session, report, ready, "product.updated", changed, running) == COMPARED
-    session.commit()
-    [row] = rows(session, ready)
-    assert row.message == (
+    assert _only_message(session, report, ready, changed, running) == (
         "Pay as you go prices changed at Polar to $9.00 + $0.0005 per unit of Other calls; "
         "the catalog says $9.00 + $0.0005 per unit of API calls"
     )
@@ -298,7 +287,7 @@ def test_without_the_meters_mappings_the_meter_is_left_to_runs(
 ) -> None:
     # A connection provisioned before meter mappings were kept: its meters are not known by id.
     session.execute(delete(PolarMeterMapping).where(PolarMeterMapping.integration_id == ready.id))
-    _, changed = _count_another_meter(dashboard)
+    changed = _reprice_usage(dashboard, "0.05", meter_id=dashboard.create_meter("Other calls"))
 
     assert observe(session, report, ready, "product.updated", changed, running) == COMPARED
     session.commit()
