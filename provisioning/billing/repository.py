@@ -117,8 +117,8 @@ def known_state(session: Session, integration_id: str, external_id: str) -> Know
     """The state of the live customer with that external id (Polar keeps external ids unique per
     organization; a deleted customer's id may be taken again, so the newest live row wins): its
     active subscriptions, granted benefits and the connection's meter mappings in one ``UNION ALL``;
-    None until a
-    ``customer.state_changed`` for it arrived. Core statements on the session's connection."""
+    None until a ``customer.state_changed`` for it arrived. Core statements on the session's
+    connection."""
     connection = session.connection()
     customer = connection.execute(
         _KNOWN_CUSTOMER, {"integration_id": integration_id, "external_id": external_id}
