@@ -22,8 +22,9 @@ DEFAULT_PER_MINUTE = 600
 KEY_PREFIX = "connect-polar:api-key-rate:"
 
 # Token buckets in Lua: ``take`` counts one call (allowed, or the seconds until one is),
-# ``tokens_of`` reads a bucket without taking from it. Each bucket is a hash of its tokens and when they were
-# counted, stamped with Redis's clock; the numbers go out as strings (Lua would truncate them).
+# ``tokens_of`` reads a bucket without taking from it. Each bucket is a hash of its tokens and when
+# they were counted, stamped with Redis's clock; the numbers go out as strings (Lua would truncate
+# them).
 _BUCKETS = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000

@@ -84,6 +84,7 @@ def observe(
         # The connection's row before its drift rows, as a run's success takes them: a restore
         # then locks nothing new after the drift rows, so the two never deadlock.
         integrations.get(session, integration.id, lock=True)
+    mapped: dict[str, str] = {}  # a product's: plan id → the plan's product in the mappings
     if kind == PRODUCT:
         mapped = {m.plan_id: m.polar_product_id for m in integrations.mappings(session, integration.id)}
         plan_of = {product_id: plan_id for plan_id, product_id in mapped.items()}
